@@ -1,0 +1,1 @@
+"""Labelled data: read label files, validate them, split and write TFRecords with the label map."""

@@ -1,0 +1,35 @@
+"""All-or-nothing output folders: everything is written under a temporary name, then swapped in."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def staged_directory(out: Path) -> Iterator[Path]:
+    """Yield an empty sibling folder; on success it replaces ``out``, on any error it is removed."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    stage.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result should look like any new folder
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    previous = out.with_name(f".{out.name}.old-{os.getpid()}")
+    if out.exists():
+        out.rename(previous)
+    stage.rename(out)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def write_json(path: Path, data: object) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -1,0 +1,45 @@
+"""The distribution strategy for where the code runs: a laptop CPU, one or more GPUs, a Vertex TPU VM."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import tensorflow as tf
+
+DEVICES = ("auto", "cpu", "gpu", "tpu")
+
+
+def make_strategy(device: str = "auto") -> tf.distribute.Strategy:
+    """``auto`` takes a TPU when Vertex says there is one, else GPUs, else the CPU.
+
+    Several Vertex replicas (``TF_CONFIG`` with more than one task) train with MultiWorkerMirroredStrategy.
+    """
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+    if device == "auto":
+        device = ("tpu" if os.environ.get("TPU_NAME") or os.environ.get("TPU_ACCELERATOR_TYPE")
+                  else "gpu" if tf.config.list_physical_devices("GPU") else "cpu")
+    if device == "tpu":
+        # On a Vertex TPU VM the TPU is attached to this host: the resolver takes 'local'.
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu="local")
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    if device == "gpu":
+        if _workers() > 1:
+            return tf.distribute.MultiWorkerMirroredStrategy()
+        gpus = tf.config.list_physical_devices("GPU")
+        if not gpus:
+            raise RuntimeError("--device gpu, but TensorFlow sees no GPU")
+        return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.OneDeviceStrategy("/gpu:0")
+    return tf.distribute.OneDeviceStrategy("/cpu:0")
+
+
+def _workers() -> int:
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    return sum(len(tasks) for name, tasks in cluster.items() if name in ("chief", "worker"))
+
+
+def precision_for(device: str) -> str:
+    return "bfloat16" if device == "tpu" else "float32"

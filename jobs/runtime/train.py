@@ -1,0 +1,101 @@
+"""Training entrypoint (the trainer container runs ``python -m jobs.runtime.train``).
+
+Trains a Model Garden RetinaNet from a preset, checkpointing into the model dir; started again on the same
+model dir (a Spot preemption, a worker restart, a second local call) it resumes from the latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import tensorflow as tf
+from official.core import task_factory, train_lib, train_utils
+
+from jobs.runtime import devices
+from jobs.runtime.experiment import build_experiment, load_spec, make_spec, save_spec
+from jobs.runtime.spec import SPEC_FILE, TrainSpec
+
+TrainProgress = Callable[[int, int, float], None]  # (step, total steps, loss)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model_dir: str
+    spec: TrainSpec
+    start_step: int
+    final_step: int
+    final_loss: float | None
+
+
+def latest_step(model_dir: str) -> int:
+    path = tf.train.latest_checkpoint(model_dir)
+    match = re.search(r"ckpt-(\d+)$", path or "")
+    return int(match.group(1)) if match else 0
+
+
+def resolve_spec(model_dir: str, spec: TrainSpec) -> TrainSpec:
+    """A model dir belongs to one run: resuming keeps its spec, only the step budget may grow."""
+    if not tf.io.gfile.exists(os.path.join(model_dir, SPEC_FILE)):
+        return spec
+    saved = load_spec(model_dir)
+    if saved.preset != spec.preset or saved.num_classes != spec.num_classes:
+        raise ValueError(f"{model_dir} holds a {saved.preset} run with {saved.num_classes - 1} classes; "
+                         "use another --model-dir for a different preset or dataset")
+    return replace(saved, steps=max(saved.steps, spec.steps))
+
+
+def train(spec: TrainSpec, model_dir: str, device: str = "auto", progress: TrainProgress | None = None
+          ) -> TrainResult:
+    spec = resolve_spec(model_dir, spec)
+    save_spec(spec, model_dir)
+    params = build_experiment(spec)
+    train_utils.serialize_config(params, model_dir)
+    start = latest_step(model_dir)
+    strategy = devices.make_strategy(device)
+    last = {"step": start, "loss": None}
+
+    def report(output: dict) -> None:
+        last["step"] = min(last["step"] + params.trainer.steps_per_loop, spec.steps)
+        loss = output.get("training_loss", output.get("total_loss"))
+        last["loss"] = float(loss) if loss is not None else None
+        if progress:
+            progress(last["step"], spec.steps, last["loss"] or float("nan"))
+
+    if start < spec.steps:
+        with strategy.scope():
+            task = task_factory.get_task(params.task, logging_dir=model_dir)
+        train_lib.run_experiment(distribution_strategy=strategy, task=task, mode="train", params=params,
+                                 model_dir=model_dir, train_actions=[report])
+    elif progress:
+        progress(start, spec.steps, float("nan"))
+    return TrainResult(model_dir, spec, start, latest_step(model_dir), last["loss"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", required=True, help="prepared data dir (local or gs://)")
+    parser.add_argument("--preset", required=True)
+    parser.add_argument("--model-dir", default=os.environ.get("AIP_MODEL_DIR"),
+                        help="checkpoints and summaries (default: $AIP_MODEL_DIR on Vertex)")
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--init-checkpoint")
+    parser.add_argument("--device", choices=devices.DEVICES, default="auto")
+    args = parser.parse_args(argv)
+    if not args.model_dir:
+        parser.error("--model-dir is required outside Vertex AI")
+    spec = make_spec(args.preset, args.data, args.steps, args.batch_size, args.init_checkpoint,
+                     devices.precision_for(args.device))
+    result = train(spec, args.model_dir, args.device)
+    print(f"trained {result.spec.preset} to step {result.final_step} in {result.model_dir}", flush=True)
+    sys.stderr.flush()
+    os._exit(0)  # skip the slow interpreter teardown of TensorFlow threads
+
+
+if __name__ == "__main__":
+    main()
