@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     ERROR = "error"  # the row, box or whole input cannot be used
     WARNING = "warning"  # usable, but the user should know
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     FATAL = "fatal"  # nothing is written
     DROP_ROW = "drop-row"  # the row (box or image reference) is not written
     DROP_IMAGE = "drop-image"  # every row of the image is not written

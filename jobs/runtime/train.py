@@ -7,10 +7,11 @@ model dir (a Spot preemption, a worker restart, a second local call) it resumes 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 import tensorflow as tf
@@ -69,11 +70,21 @@ def train(spec: TrainSpec, model_dir: str, device: str = "auto", progress: Train
     if start < spec.steps:
         with strategy.scope():
             task = task_factory.get_task(params.task, logging_dir=model_dir)
-        train_lib.run_experiment(distribution_strategy=strategy, task=task, mode="train", params=params,
-                                 model_dir=model_dir, train_actions=[report])
+        # Orbit prints every loop's metrics; with a progress display they go to train.log instead.
+        log = _log_to(model_dir) if progress else contextlib.nullcontext()
+        with log:
+            train_lib.run_experiment(distribution_strategy=strategy, task=task, mode="train", params=params,
+                                     model_dir=model_dir, train_actions=[report])
     elif progress:
         progress(start, spec.steps, float("nan"))
     return TrainResult(model_dir, spec, start, latest_step(model_dir), last["loss"])
+
+
+@contextlib.contextmanager
+def _log_to(model_dir: str) -> Iterator[None]:
+    with tf.io.gfile.GFile(os.path.join(model_dir, "train.log"), "a") as stream, \
+            contextlib.redirect_stdout(stream):
+        yield
 
 
 def main(argv: list[str] | None = None) -> None:

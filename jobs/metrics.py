@@ -1,0 +1,60 @@
+"""COCO box metrics with pycocotools, from ground truth and detections in COCO JSON form.
+
+Handles the pycocotools traps: no detections at all (``loadRes`` rejects an empty list), classes without
+ground truth (their AP is undefined: reported as null, not 0 or -1), and its printing to stdout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+
+import numpy as np
+
+COCO_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "ARmax1", "ARmax10", "ARmax100", "ARs", "ARm", "ARl")
+
+
+def coco_metrics(ground_truth: dict, detections: list[dict]) -> dict:
+    """The 12 COCO numbers, and AP, AP50 and recall (at 100 detections) per class name."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    names = {c["id"]: c["name"] for c in ground_truth["categories"]}
+    if not detections:
+        with_gt = {a["category_id"] for a in ground_truth["annotations"]}
+        per_class = {name: _class_entry(0.0, 0.0, 0.0) if cid in with_gt else _class_entry(None, None, None)
+                     for cid, name in names.items()}
+        return {"summary": dict.fromkeys(COCO_KEYS, 0.0), "per_class": per_class, "detections": 0}
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = copy.deepcopy(ground_truth)
+        gt.createIndex()
+        dt = gt.loadRes(copy.deepcopy(detections))
+        evaluator = COCOeval(gt, dt, iouType="bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    summary = {key: _clean(value) for key, value in zip(COCO_KEYS, evaluator.stats, strict=True)}
+    precision = evaluator.eval["precision"]  # [iou, recall, class, area, max dets]
+    recall = evaluator.eval["recall"]  # [iou, class, area, max dets]
+    per_class = {}
+    for k, cid in enumerate(evaluator.params.catIds):
+        ap = _mean_valid(precision[:, :, k, 0, -1])
+        ap50 = _mean_valid(precision[0, :, k, 0, -1])
+        rec = _mean_valid(recall[:, k, 0, -1])
+        per_class[names[cid]] = _class_entry(ap, ap50, rec)
+    return {"summary": summary, "per_class": per_class, "detections": len(detections)}
+
+
+def _class_entry(ap: float | None, ap50: float | None, recall: float | None) -> dict:
+    return {"AP": ap, "AP50": ap50, "recall": recall}
+
+
+def _mean_valid(values: np.ndarray) -> float | None:
+    valid = values[values > -1]
+    return float(np.mean(valid)) if valid.size else None
+
+
+def _clean(value: float) -> float:
+    return max(0.0, float(value))  # pycocotools writes -1 where an area range has no ground truth
