@@ -44,7 +44,7 @@ def progress_bar(description: str) -> Iterator[Callable[..., None]]:
 def table(title: str, columns: list[str], rows: list[list[object]]) -> Table:
     view = Table(title=title, title_justify="left")
     for index, name in enumerate(columns):
-        view.add_column(name, justify="left" if index == 0 else "right")
+        view.add_column(name, justify="left" if index == 0 else "right", no_wrap=index == 0)
     for row in rows:
         view.add_row(*(f"{v:.3f}" if isinstance(v, float) else "-" if v is None else str(v) for v in row))
     return view

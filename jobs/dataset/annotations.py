@@ -29,10 +29,11 @@ class LabelledImage:
 
 @dataclass
 class Labels:
-    """What a reader returns: images keyed by file name, and how many input rows it saw."""
+    """What a reader returns: images keyed by file name, how many input rows it saw and how many it dropped."""
 
     images: dict[str, LabelledImage] = field(default_factory=dict)
     rows_in: int = 0
+    rows_dropped: int = 0
 
     def image(self, filename: str, location: str) -> LabelledImage:
         item = self.images.get(filename)

@@ -28,6 +28,7 @@ from jobs.dataset.findings import (
     UNREADABLE_IMAGE,
     UNSAFE_PATH,
     Report,
+    Severity,
 )
 from jobs.dataset.images import ImageInfo, ImageProblem, inspect
 from jobs.dataset.outputs import staged_directory, write_json
@@ -94,6 +95,7 @@ def prepare(options: PrepareOptions, progress: Progress | None = None) -> Prepar
         return PrepareResult(options.out, previous, _previous_report(options.out), unchanged=True)
 
     usable, dropped_rows = _check_images(options.images, labels.images, report, options.workers, progress)
+    dropped_rows += labels.rows_dropped
     for image in usable:
         for box in image.labelled.boxes:
             kept = check_box(box, image.info.width, image.info.height, report)
@@ -144,10 +146,15 @@ def prepare(options: PrepareOptions, progress: Progress | None = None) -> Prepar
 class PrepareFailed(DataError):
     """The data has fatal errors; nothing was written."""
 
+    SHOWN = 20
+
     def __init__(self, report: Report):
         self.report = report
-        lines = "\n".join(f"  {finding}" for finding in report.fatal)
-        super().__init__(f"the data cannot be prepared; nothing was written:\n{lines}")
+        errors = [f for f in report.findings if f.rule.severity is Severity.ERROR]
+        lines = [f"  {finding}" for finding in errors[:self.SHOWN]]
+        if len(errors) > self.SHOWN:
+            lines.append(f"  ... and {len(errors) - self.SHOWN} more errors")
+        super().__init__("the data cannot be prepared; nothing was written:\n" + "\n".join(lines))
 
 
 def _check_images(

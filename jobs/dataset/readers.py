@@ -100,6 +100,7 @@ def _read_box_rows(
                 size = (int(width), int(height))
         except ValueError as err:
             report.add(BAD_FIELD, location, str(err))
+            labels.rows_dropped += 1
             continue
         image = labels.image(filename, location)
         if size is not None:

@@ -1,7 +1,4 @@
-"""The ``detector`` command line (``python -m jobs``). Each command parses flags and calls one library function.
-
-Nothing heavy is imported at module level: ``--help`` and the data commands never load TensorFlow.
-"""
+"""Model commands: presets, train, evaluate, export, predict and the local demo."""
 
 from __future__ import annotations
 
@@ -10,51 +7,8 @@ from typing import Annotated
 
 import typer
 
-from jobs.console import console, errors, progress_bar, quiet_tensorflow, table
-from jobs.errors import DetectorError
-
-app = typer.Typer(help="Labelled images to a trained, evaluated and exported object detector.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
-data_app = typer.Typer(help="Import, check and convert labelled data.", no_args_is_help=True)
-app.add_typer(data_app, name="data")
-
-FORMATS = "auto, vott-csv, datitran-csv"
-
-
-@data_app.command("prepare")
-def data_prepare(
-    labels: Annotated[Path, typer.Option("--input", help="label file (VoTT CSV, datitran CSV)")],
-    images: Annotated[Path, typer.Option("--images", help="folder the label file's image names are relative to")],
-    out: Annotated[Path, typer.Option("--out", help="output folder (replaced as a whole on success)")],
-    fmt: Annotated[str, typer.Option("--format", help=f"one of {FORMATS}")] = "auto",
-    val_fraction: Annotated[float, typer.Option(min=0.0, max=0.9)] = 0.2,
-    seed: int = 0,
-    label_map: Annotated[Path | None, typer.Option(help="fix class ids; classes not in it are errors")] = None,
-    num_shards: Annotated[int | None, typer.Option(min=1, help="per split (default: ~150 MB each)")] = None,
-) -> None:
-    """Validate labels and images, split by image, write TFRecords, label map and COCO ground truth."""
-    from jobs.dataset.prepare import PrepareOptions, prepare
-
-    options = PrepareOptions(labels, images, out, fmt, val_fraction, seed, label_map, num_shards)
-    with progress_bar("preparing") as update:
-        result = prepare(options, lambda stage, done, total: update(done, total, stage=stage))
-    _show_prepare(result)
-
-
-def _show_prepare(result) -> None:
-    summary = result.summary
-    for finding in result.report.findings[:20]:
-        errors.print(f"[yellow]{finding}[/yellow]", markup=True, highlight=False)
-    if len(result.report.findings) > 20:
-        errors.print(f"... and {len(result.report.findings) - 20} more in {result.out / 'report.json'}")
-    names = [c["name"] for c in summary["classes"]]
-    rows = [[name] + [summary["splits"][s]["per_class"].get(name, 0) for s in ("train", "val")] for name in names]
-    rows.append(["images"] + [summary["splits"][s]["images"] for s in ("train", "val")])
-    console.print(table(f"{summary['format']} -> {result.out}", ["class", "train boxes", "val boxes"], rows))
-    counts = summary["rows"]
-    state = "unchanged, nothing rewritten" if result.unchanged else "written"
-    console.print(f"rows in {counts['in']} = written {counts['written']} + reported {counts['reported']}; "
-                  f"output {state}")
+from jobs.cli.app import app
+from jobs.console import console, progress_bar, quiet_tensorflow, table
 
 
 @app.command()
@@ -62,9 +16,11 @@ def presets() -> None:
     """List the registered model presets."""
     from jobs.presets import PRESETS
 
-    rows = [[p.name, p.input_size, p.backbone.type, p.accelerator, p.cloud_checkpoint or "from scratch",
-             p.description] for p in PRESETS.values()]
-    console.print(table("presets", ["name", "px", "backbone", "accelerator", "checkpoint (cloud)", "what"], rows))
+    rows = [[p.name, p.input_size, p.backbone.type, p.accelerator] for p in PRESETS.values()]
+    console.print(table("presets", ["name", "px", "backbone", "accelerator"], rows))
+    for p in PRESETS.values():
+        console.print(f"[bold]{p.name}[/bold]: {p.description}. Cloud init: {p.cloud_checkpoint or 'from scratch'}",
+                      highlight=False)
 
 
 @app.command()
@@ -171,14 +127,3 @@ def demo(
     _show_metrics(result.evaluation)
     rows = [[name, str(path)] for name, path in result.paths.items()]
     console.print(table("demo outputs", ["what", "where"], rows))
-
-
-def main() -> None:
-    try:
-        app()
-    except DetectorError as err:
-        errors.print(f"[red]error:[/red] {err}", highlight=False)
-        raise SystemExit(err.exit_code) from None
-    except FileNotFoundError as err:
-        errors.print(f"[red]error:[/red] {err}", highlight=False)
-        raise SystemExit(1) from None

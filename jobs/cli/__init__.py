@@ -1,0 +1,24 @@
+"""The ``detector`` command line (``python -m jobs``). Each command parses flags and calls one library function.
+
+Nothing heavy is imported at module level: ``--help`` and the data commands never load TensorFlow.
+"""
+
+from __future__ import annotations
+
+from jobs.cli import data, model  # noqa: F401  (registers the commands)
+from jobs.cli.app import app
+from jobs.console import errors
+from jobs.errors import DetectorError
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    try:
+        app()
+    except DetectorError as err:
+        errors.print(f"[red]error:[/red] {err}", highlight=False)
+        raise SystemExit(err.exit_code) from None
+    except FileNotFoundError as err:
+        errors.print(f"[red]error:[/red] {err}", highlight=False)
+        raise SystemExit(1) from None

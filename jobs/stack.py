@@ -1,0 +1,134 @@
+"""What a launch needs from an experiment stack: its bucket, job service account, image repository, TensorBoard.
+
+Read with `pulumi stack output --json --stack NAME`, or from a file holding that same JSON (`--stack-outputs
+FILE`) on machines without the Pulumi CLI. The output names are those `infra/experiment_stack.py` exports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jobs.errors import DetectorError
+
+# StackOutputs field -> stack output name.
+OUTPUT_NAMES = {
+    "project": "project",
+    "region": "region",
+    "bucket": "bucket",
+    "data_prefix": "dataPrefix",
+    "runs_prefix": "runsPrefix",
+    "job_service_account": "jobServiceAccount",
+    "repository_url": "repositoryUrl",
+    "tensorboard": "tensorboard",
+    "experiment": "experiment",
+}
+PULUMI_TIMEOUT_S = 120
+_PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+class StackError(DetectorError):
+    """The stack outputs cannot be read, or are not those of an experiment stack."""
+
+
+@dataclass(frozen=True)
+class StackOutputs:
+    """The outputs of one experiment stack. `tensorboard` is "" when TensorBoard is off."""
+
+    project: str
+    region: str
+    bucket: str
+    data_prefix: str
+    runs_prefix: str
+    job_service_account: str
+    repository_url: str
+    tensorboard: str
+    experiment: str
+    checkpoints_prefix: str
+
+    @classmethod
+    def from_outputs(cls, outputs: Mapping[str, Any], source: str) -> StackOutputs:
+        """Validate the JSON object of `pulumi stack output --json`; `source` names it in errors."""
+        if outputs.get("role") == "platform":
+            raise StackError(f"{source} holds the outputs of the platform stack; jobs run in an experiment stack "
+                             "(`pulumi stack ls` lists them; `pulumi stack init exp-NAME` creates one).")
+        missing = [name for name in OUTPUT_NAMES.values() if name not in outputs]
+        if missing:
+            raise StackError(f"{source} lacks the stack outputs {', '.join(missing)}: is it an experiment stack "
+                             "after `pulumi up`?")
+        wrong = [name for name in OUTPUT_NAMES.values() if not isinstance(outputs[name], str)]
+        if wrong:
+            raise StackError(f"{source}: the stack outputs {', '.join(wrong)} must be strings.")
+        values = {field: outputs[name] for field, name in OUTPUT_NAMES.items()}
+        checkpoints = outputs.get("checkpointsPrefix") or f"gs://{values['bucket']}/checkpoints"
+        return cls(**values, checkpoints_prefix=checkpoints)
+
+    def data_uri(self, *parts: str) -> str:
+        """gs:// URI under the experiment's data prefix."""
+        return "/".join((self.data_prefix, *parts))
+
+    def run_uri(self, run_id: str, *parts: str) -> str:
+        """gs:// URI of a run's results (kept until deleted by hand)."""
+        return "/".join((self.runs_prefix, run_id, *parts))
+
+    def checkpoint_uri(self, run_id: str) -> str:
+        """gs:// folder of a run's training checkpoints (the bucket deletes them after its retention days)."""
+        return f"{self.checkpoints_prefix}/{run_id}"
+
+    def image(self, name: str, tag: str) -> str:
+        """Full reference of an image in the platform's repository."""
+        return f"{self.repository_url}/{name}:{tag}"
+
+
+def load_stack_outputs(stack: str | None = None, outputs_file: Path | None = None) -> StackOutputs:
+    """The outputs of experiment stack `stack` (read with the Pulumi CLI), or of the JSON in `outputs_file`."""
+    if (stack is None) == (outputs_file is None):
+        raise StackError("Give the experiment stack: --stack NAME (needs the Pulumi CLI) or --stack-outputs FILE "
+                         "(the JSON of `pulumi stack output --json --stack NAME`).")
+    if outputs_file is not None:
+        source = str(outputs_file)
+        try:
+            text = outputs_file.read_text()
+        except OSError as error:
+            raise StackError(f"Cannot read the stack outputs file {outputs_file}: {error.strerror}.") from error
+    else:
+        source = f"stack {stack}"
+        text = _pulumi_stack_output(stack)
+    try:
+        outputs = json.loads(text)
+    except ValueError as error:
+        raise StackError(f"{source} is not the JSON of `pulumi stack output --json`: {error}.") from error
+    if not isinstance(outputs, dict):
+        raise StackError(f"{source} is not the JSON object of `pulumi stack output --json`.")
+    return StackOutputs.from_outputs(outputs, source)
+
+
+def _pulumi_stack_output(stack: str) -> str:
+    pulumi = shutil.which("pulumi")
+    if pulumi is None:
+        raise StackError(
+            f"Reading stack {stack} needs the Pulumi CLI, which is not on PATH. Install it "
+            "(https://www.pulumi.com/docs/iac/download-install/), or pass --stack-outputs FILE with the output of "
+            f"`pulumi stack output --json --stack {stack}` from a machine that has it."
+        )
+    cwd = _PROJECT_DIR if (_PROJECT_DIR / "Pulumi.yaml").is_file() else None
+    try:
+        done = subprocess.run(
+            [pulumi, "stack", "output", "--json", "--stack", stack],
+            capture_output=True, text=True, timeout=PULUMI_TIMEOUT_S, cwd=cwd,
+            env=os.environ | {"PULUMI_SKIP_UPDATE_CHECK": "true"}, check=False,
+        )
+    except subprocess.TimeoutExpired as error:
+        raise StackError(f"`pulumi stack output --stack {stack}` did not answer in {PULUMI_TIMEOUT_S} s; "
+                         "is the Pulumi backend reachable (`pulumi whoami`)?") from error
+    if done.returncode != 0:
+        detail = done.stderr.strip() or done.stdout.strip() or f"exit status {done.returncode}"
+        raise StackError(f"`pulumi stack output --json --stack {stack}` failed: {detail}\n"
+                         "Check `pulumi whoami` and `pulumi stack ls`.")
+    return done.stdout
