@@ -1,0 +1,185 @@
+"""One experiment stack: its bucket and its job service account, isolated from every other experiment.
+
+The job service account can write to its own bucket only (bucket-level grants), read the platform's image
+repository, write logs and, when TensorBoard is on, upload training curves. Nothing it can write belongs to
+another experiment, except the curves it adds to the platform's shared TensorBoard instance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp as gcp
+from naming import StackNames
+
+DATA = "data"
+RUNS = "runs"
+# Training checkpoints: the only prefix the bucket expires on its own (exported models and metrics under
+# `runs/` are kept). A GCS lifecycle condition can only match literal name prefixes, and TensorFlow checkpoints
+# and SavedModel variables share their suffixes (`.index`, `.data-00000-of-00001`), hence a prefix of their own.
+CHECKPOINTS = "checkpoints"
+
+# The platform outputs an experiment reads, by StackReference output name.
+PLATFORM_OUTPUTS = ("project", "region", "repositoryId", "repositoryUrl", "tensorboard", "tensorboardWriterRole")
+
+
+@dataclass(frozen=True)
+class ExperimentArgs:
+    """Inputs of an experiment: where it lives, the platform it uses, bucket retention and who may launch."""
+
+    project: str
+    region: str
+    names: StackNames
+    platform_stack: str
+    protect_bucket: bool
+    noncurrent_version_days: int
+    checkpoint_retention_days: int
+    tensorboard: bool
+    launcher: str | None = None
+
+
+class Experiment(pulumi.ComponentResource):
+    """A bucket, a job service account and the grants that tie them to the platform."""
+
+    def __init__(self, name: str, args: ExperimentArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("detector:infra:Experiment", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.platform = pulumi.StackReference(f"{name}-platform", stack_name=args.platform_stack, opts=child)
+        platform = {key: self.platform.require_output(key) for key in PLATFORM_OUTPUTS}
+        # Every resource takes its project from this check, so none is created in the wrong project.
+        self.project = platform["project"].apply(lambda project: _same_project(args, project))
+
+        self.bucket = gcp.storage.Bucket(
+            f"{name}-bucket",
+            name=args.names.bucket,
+            project=self.project,
+            location=args.region.upper(),
+            storage_class="STANDARD",
+            uniform_bucket_level_access=True,
+            public_access_prevention="enforced",
+            versioning=gcp.storage.BucketVersioningArgs(enabled=True),
+            lifecycle_rules=[
+                gcp.storage.BucketLifecycleRuleArgs(
+                    action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
+                    condition=gcp.storage.BucketLifecycleRuleConditionArgs(
+                        with_state="ARCHIVED",
+                        days_since_noncurrent_time=args.noncurrent_version_days,
+                    ),
+                ),
+                gcp.storage.BucketLifecycleRuleArgs(
+                    action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
+                    condition=gcp.storage.BucketLifecycleRuleConditionArgs(
+                        with_state="LIVE",
+                        age=args.checkpoint_retention_days,
+                        matches_prefixes=[f"{CHECKPOINTS}/"],
+                    ),
+                ),
+            ],
+            labels=args.names.labels,
+            # Protected by default: `pulumi destroy` forgets the bucket and leaves it, with its data, in GCP.
+            force_destroy=not args.protect_bucket,
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.protect_bucket),
+        )
+
+        self.job_account = gcp.serviceaccount.Account(
+            f"{name}-job",
+            project=self.project,
+            account_id=args.names.job_account,
+            display_name=f"Detector jobs of {args.names.stack}",
+            description=f"Runs the Vertex AI jobs of experiment {args.names.stack}; writes only its own bucket.",
+            opts=child,
+        )
+        member = self.job_account.member
+
+        self.bucket_grants = [
+            # objectAdmin: read data, write and delete checkpoints and runs. legacyBucketReader adds
+            # storage.buckets.get, which TensorFlow's GCS filesystem calls when it creates directories.
+            gcp.storage.BucketIAMMember(
+                f"{name}-job-{role.split('.')[-1]}", bucket=self.bucket.name, role=role, member=member, opts=child
+            )
+            for role in ("roles/storage.objectAdmin", "roles/storage.legacyBucketReader")
+        ]
+        self.image_pull = gcp.artifactregistry.RepositoryIamMember(
+            f"{name}-job-images",
+            project=self.project,
+            location=platform["region"],
+            repository=platform["repositoryId"],
+            role="roles/artifactregistry.reader",
+            member=member,
+            opts=child,
+        )
+        self.log_writer = gcp.projects.IAMMember(
+            f"{name}-job-logs", project=self.project, role="roles/logging.logWriter", member=member, opts=child
+        )
+
+        self.tensorboard = pulumi.Output.all(platform["tensorboard"], platform["region"]).apply(
+            lambda values: _tensorboard(args, *values)
+        )
+        self.tensorboard_writer: gcp.projects.IAMMember | None = None
+        if args.tensorboard:
+            # The role waits for the TensorBoard check, so a misconfigured stack grants nothing.
+            self.tensorboard_writer = gcp.projects.IAMMember(
+                f"{name}-job-tensorboard",
+                project=self.project,
+                role=pulumi.Output.all(self.tensorboard, platform["tensorboardWriterRole"]).apply(
+                    lambda values: values[1]
+                ),
+                member=member,
+                opts=child,
+            )
+
+        self.launcher_grant: gcp.serviceaccount.IAMMember | None = None
+        if args.launcher:
+            # Creating a Vertex AI job that runs as this account needs iam.serviceAccounts.actAs on it.
+            self.launcher_grant = gcp.serviceaccount.IAMMember(
+                f"{name}-launcher",
+                service_account_id=self.job_account.name,
+                role="roles/iam.serviceAccountUser",
+                member=args.launcher,
+                opts=child,
+            )
+
+        self.outputs: dict[str, pulumi.Input[str]] = {
+            "role": "experiment",
+            "experiment": args.names.stack,
+            "project": self.project,
+            "region": args.region,
+            "bucket": self.bucket.name,
+            "dataPrefix": self.bucket.name.apply(lambda bucket: f"gs://{bucket}/{DATA}"),
+            "runsPrefix": self.bucket.name.apply(lambda bucket: f"gs://{bucket}/{RUNS}"),
+            "checkpointsPrefix": self.bucket.name.apply(lambda bucket: f"gs://{bucket}/{CHECKPOINTS}"),
+            "jobServiceAccount": self.job_account.email,
+            "repositoryUrl": platform["repositoryUrl"],
+            "tensorboard": self.tensorboard,
+            "platformStack": args.platform_stack,
+        }
+        self.register_outputs(self.outputs)
+
+
+def _same_project(args: ExperimentArgs, platform_project: str) -> str:
+    if platform_project != args.project:
+        raise pulumi.RunError(
+            f"This experiment is configured for project {args.project!r}, but platform stack "
+            f"{args.platform_stack} is in {platform_project!r}: pulumi config set gcp:project {platform_project}"
+        )
+    return args.project
+
+
+def _tensorboard(args: ExperimentArgs, platform_tensorboard: str, platform_region: str) -> str:
+    """The TensorBoard instance jobs of this experiment upload to, or "" when TensorBoard is off."""
+    if not args.tensorboard:
+        return ""
+    if not platform_tensorboard:
+        raise pulumi.RunError(
+            f"detector:tensorboard is on, but platform stack {args.platform_stack} has no TensorBoard: "
+            "pulumi config set detector:tensorboard false (or turn it on in the platform stack)"
+        )
+    if platform_region != args.region:
+        raise pulumi.RunError(
+            f"Vertex AI TensorBoard must be in the job's region: this experiment is in {args.region}, the "
+            f"platform's TensorBoard in {platform_region}. Use gcp:region {platform_region}, or "
+            "pulumi config set detector:tensorboard false"
+        )
+    return platform_tensorboard

@@ -1,0 +1,207 @@
+"""The shared platform stack: project APIs, the image repository, Vertex AI service agents, optional TensorBoard.
+
+One per project and region. Experiment stacks read its outputs through a StackReference and add their own
+non-authoritative grants to what it owns; nothing here is specific to one experiment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp as gcp
+from naming import StackNames
+
+# Every API the project needs, and why. Disabling an API on destroy would break whatever else uses it in the
+# project (and other stacks), so `disable_on_destroy` is always false.
+REQUIRED_APIS: dict[str, str] = {
+    "aiplatform.googleapis.com": "Vertex AI: custom training jobs (GPU and TPU VMs) and the TensorBoard instance.",
+    "artifactregistry.googleapis.com": "Artifact Registry: the Docker repository of the training images.",
+    "cloudbuild.googleapis.com": "Cloud Build: builds and pushes the training image without a local Docker.",
+    "cloudresourcemanager.googleapis.com": "Resource Manager: the project number and the project IAM policy "
+    "that every project-level IAMMember edits.",
+    "compute.googleapis.com": "Compute Engine: the machine and accelerator types Vertex jobs run on; in newer "
+    "projects the default Cloud Build service account is the Compute Engine default service account.",
+    "iam.googleapis.com": "IAM: the job service accounts of the experiments and the TensorBoard writer role.",
+    "iamcredentials.googleapis.com": "IAM Service Account Credentials: short-lived tokens, so that Vertex AI "
+    "and launchers act as a job service account without any key.",
+    "logging.googleapis.com": "Cloud Logging: the logs of the training jobs.",
+    "storage.googleapis.com": "Cloud Storage: the experiment buckets (data, checkpoints, runs).",
+}
+RESOURCE_MANAGER = "cloudresourcemanager.googleapis.com"
+
+# The permissions the TensorBoard uploader of a Vertex AI custom job uses: create and find the experiment, its
+# runs and time series, and write data points. Narrower than roles/aiplatform.user, which would also let a job
+# start other jobs (as the Vertex AI Custom Code Service Agent, which can read every bucket of the project).
+TENSORBOARD_WRITER_PERMISSIONS: tuple[str, ...] = (
+    "aiplatform.tensorboards.get",
+    "aiplatform.tensorboards.list",
+    "aiplatform.tensorboardExperiments.create",
+    "aiplatform.tensorboardExperiments.get",
+    "aiplatform.tensorboardExperiments.list",
+    "aiplatform.tensorboardExperiments.update",
+    "aiplatform.tensorboardExperiments.write",
+    "aiplatform.tensorboardRuns.batchCreate",
+    "aiplatform.tensorboardRuns.create",
+    "aiplatform.tensorboardRuns.get",
+    "aiplatform.tensorboardRuns.list",
+    "aiplatform.tensorboardRuns.update",
+    "aiplatform.tensorboardRuns.write",
+    "aiplatform.tensorboardTimeSeries.batchCreate",
+    "aiplatform.tensorboardTimeSeries.create",
+    "aiplatform.tensorboardTimeSeries.get",
+    "aiplatform.tensorboardTimeSeries.list",
+    "aiplatform.tensorboardTimeSeries.update",
+)
+
+
+@dataclass(frozen=True)
+class PlatformArgs:
+    """Inputs of the platform: where it lives and the repository, TensorBoard and Cloud Build options."""
+
+    project: str
+    region: str
+    names: StackNames
+    tensorboard: bool
+    keep_image_versions: int
+    untagged_image_days: int
+    cloud_build_service_account: str | None = None
+
+
+class Platform(pulumi.ComponentResource):
+    """The shared resources of all experiments in one project and region."""
+
+    def __init__(self, name: str, args: PlatformArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("detector:infra:Platform", name, None, opts)
+        labels = args.names.labels
+
+        self.apis = {
+            api: gcp.projects.Service(
+                f"{name}-{api.split('.')[0]}",
+                project=args.project,
+                service=api,
+                disable_on_destroy=False,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for api in REQUIRED_APIS
+        }
+
+        self.project_number = gcp.organizations.get_project_output(
+            project_id=args.project,
+            opts=pulumi.InvokeOutputOptions(parent=self, depends_on=[self.apis[RESOURCE_MANAGER]]),
+        ).number
+
+        self.repository = gcp.artifactregistry.Repository(
+            f"{name}-images",
+            project=args.project,
+            location=args.region,
+            repository_id=args.names.repository,
+            format="DOCKER",
+            description="Training images of the detector.",
+            labels=labels,
+            cleanup_policy_dry_run=False,
+            cleanup_policies=[
+                gcp.artifactregistry.RepositoryCleanupPolicyArgs(
+                    id="keep-newest-versions",
+                    action="KEEP",
+                    most_recent_versions=gcp.artifactregistry.RepositoryCleanupPolicyMostRecentVersionsArgs(
+                        keep_count=args.keep_image_versions,
+                    ),
+                ),
+                gcp.artifactregistry.RepositoryCleanupPolicyArgs(
+                    id="delete-old-untagged",
+                    action="DELETE",
+                    condition=gcp.artifactregistry.RepositoryCleanupPolicyConditionArgs(
+                        tag_state="UNTAGGED",
+                        older_than=f"{args.untagged_image_days * 86400}s",
+                    ),
+                ),
+            ],
+            opts=self._needs("artifactregistry.googleapis.com"),
+        )
+        self.repository_url = pulumi.Output.concat(
+            args.region, "-docker.pkg.dev/", args.project, "/", self.repository.repository_id
+        )
+
+        # The Vertex AI service agent provisions job VMs (GPU and TPU) and pulls images from this project's
+        # registry. Creating it here lets its grant exist before the first job. Google grants the role when the
+        # agent is first created by use, not always when it is generated through the API, so it is granted
+        # explicitly; retain_on_delete keeps `pulumi destroy` from stripping Vertex AI of its own role.
+        self.vertex_agent = gcp.projects.ServiceIdentity(
+            f"{name}-vertex-agent",
+            project=args.project,
+            service="aiplatform.googleapis.com",
+            opts=self._needs("aiplatform.googleapis.com"),
+        )
+        self.vertex_agent_role = gcp.projects.IAMMember(
+            f"{name}-vertex-agent-role",
+            project=args.project,
+            role="roles/aiplatform.serviceAgent",
+            member=self.vertex_agent.member,
+            opts=self._needs(RESOURCE_MANAGER, retain_on_delete=True),
+        )
+
+        # Vertex AI trains on TPU VMs whose training container runs as the job's service account, so the Cloud
+        # TPU service agent needs no grant (the seed's roles/ml.serviceAgent served TPU Nodes of the retired ML
+        # Engine). ServiceIdentity cannot generate this legacy agent, so its email is built from the number.
+        self.tpu_agent = self.project_number.apply(lambda number: f"service-{number}@cloud-tpu.iam.gserviceaccount.com")
+
+        self.cloud_build_account = (
+            pulumi.Output.from_input(args.cloud_build_service_account)
+            if args.cloud_build_service_account
+            else self.project_number.apply(lambda number: f"{number}@cloudbuild.gserviceaccount.com")
+        )
+        self.cloud_build_push = gcp.artifactregistry.RepositoryIamMember(
+            f"{name}-cloudbuild-push",
+            project=args.project,
+            location=args.region,
+            repository=self.repository.repository_id,
+            role="roles/artifactregistry.writer",
+            member=self.cloud_build_account.apply(lambda email: f"serviceAccount:{email}"),
+            opts=self._needs("artifactregistry.googleapis.com", "cloudbuild.googleapis.com"),
+        )
+
+        self.tensorboard: gcp.vertex.AiTensorboard | None = None
+        self.tensorboard_writer: gcp.projects.IAMCustomRole | None = None
+        if args.tensorboard:
+            self.tensorboard = gcp.vertex.AiTensorboard(
+                f"{name}-tensorboard",
+                project=args.project,
+                region=args.region,
+                display_name=args.names.tensorboard,
+                description="Training curves of the detector's Vertex AI jobs.",
+                labels=labels,
+                opts=self._needs("aiplatform.googleapis.com"),
+            )
+            self.tensorboard_writer = gcp.projects.IAMCustomRole(
+                f"{name}-tensorboard-writer",
+                project=args.project,
+                role_id=args.names.tensorboard_writer_role,
+                title="Detector TensorBoard writer",
+                description="Lets a job service account upload its training curves to Vertex AI TensorBoard.",
+                permissions=list(TENSORBOARD_WRITER_PERMISSIONS),
+                opts=self._needs("iam.googleapis.com"),
+            )
+
+        self.outputs: dict[str, pulumi.Input[str]] = {
+            "role": "platform",
+            "project": args.project,
+            "projectNumber": self.project_number,
+            "region": args.region,
+            "repositoryId": self.repository.repository_id,
+            "repositoryUrl": self.repository_url,
+            "vertexServiceAgent": self.vertex_agent.email,
+            "tpuServiceAgent": self.tpu_agent,
+            "cloudBuildServiceAccount": self.cloud_build_account,
+            "tensorboard": self.tensorboard.id if self.tensorboard else "",
+            "tensorboardWriterRole": self.tensorboard_writer.name if self.tensorboard_writer else "",
+        }
+        self.register_outputs(self.outputs)
+
+    def _needs(self, *apis: str, retain_on_delete: bool = False) -> pulumi.ResourceOptions:
+        """Options of a child that must wait for `apis` to be enabled."""
+        return pulumi.ResourceOptions(
+            parent=self,
+            depends_on=[self.apis[api] for api in apis],
+            retain_on_delete=retain_on_delete or None,
+        )

@@ -1,0 +1,200 @@
+"""Experiment stacks, run as `pulumi up` runs them under mocks, reading the platform stack's real outputs."""
+
+from __future__ import annotations
+
+import re
+
+import pulumi
+import pytest
+from pulumi_harness import (
+    PLATFORM_STACK,
+    PROJECT,
+    REGION,
+    Deployment,
+    deploy,
+    experiment_config,
+    naming,
+    platform_config,
+)
+
+pytest_plugins = ["pulumi_fixtures"]
+
+BUCKET = "gcp:storage/bucket:Bucket"
+ACCOUNT = "gcp:serviceaccount/account:Account"
+STACK_REFERENCE = "pulumi:pulumi:StackReference"
+REQUIRED_OUTPUTS = {"project", "region", "bucket", "dataPrefix", "runsPrefix", "jobServiceAccount",
+                    "repositoryUrl", "tensorboard", "experiment"}
+
+
+def grants(deployment: Deployment) -> set[tuple[str, str, str, str]]:
+    """(type, role, member, target) of every grant the stack makes."""
+    found = set()
+    for r in deployment.resources:
+        target = r.inputs.get("bucket") or r.inputs.get("repository") or r.inputs.get("serviceAccountId")
+        if "role" in r.inputs and "member" in r.inputs:
+            found.add((r.type.rsplit(":", 1)[-1], r.inputs["role"], r.inputs["member"], target or r.inputs["project"]))
+    return found
+
+
+def test_bucket_is_regional_private_versioned_and_expires_old_data(experiment: Deployment) -> None:
+    bucket = experiment.one(BUCKET)
+    assert bucket.inputs == {
+        "name": "acme-ml-detector-exp-coco",
+        "project": PROJECT,
+        "location": "US-CENTRAL1",
+        "storageClass": "STANDARD",
+        "uniformBucketLevelAccess": True,
+        "publicAccessPrevention": "enforced",
+        "versioning": {"enabled": True},
+        "lifecycleRules": [
+            {"action": {"type": "Delete"}, "condition": {"withState": "ARCHIVED", "daysSinceNoncurrentTime": 7}},
+            {"action": {"type": "Delete"},
+             "condition": {"withState": "LIVE", "age": 30, "matchesPrefixes": ["checkpoints/"]}},
+        ],
+        "labels": {"app": "detector", "experiment": "exp-coco", "managed-by": "pulumi"},
+        "forceDestroy": False,
+    }
+
+
+def test_destroy_keeps_the_bucket_and_nothing_else(experiment: Deployment) -> None:
+    assert [r.type for r in experiment.cloud if r.retain_on_delete] == [BUCKET]
+    assert not any(r.protect for r in experiment.resources)
+
+
+def test_unprotected_bucket_is_deleted_with_its_objects() -> None:
+    platform = deploy("platform", platform_config())
+    deployment = deploy("exp-tmp", experiment_config(protectBucket="false", noncurrentVersionDays="3",
+                                                     checkpointRetentionDays="10"), {PLATFORM_STACK: platform.outputs})
+    bucket = deployment.one(BUCKET)
+    assert bucket.inputs["forceDestroy"] is True
+    assert not bucket.retain_on_delete
+    assert [rule["condition"].get("daysSinceNoncurrentTime", rule["condition"].get("age"))
+            for rule in bucket.inputs["lifecycleRules"]] == [3, 10]
+
+
+def test_job_account_gets_exactly_its_bucket_the_images_logs_and_tensorboard(experiment: Deployment) -> None:
+    member = "serviceAccount:detector-exp-coco@acme-ml.iam.gserviceaccount.com"
+    assert grants(experiment) == {
+        ("BucketIAMMember", "roles/storage.objectAdmin", member, "acme-ml-detector-exp-coco"),
+        ("BucketIAMMember", "roles/storage.legacyBucketReader", member, "acme-ml-detector-exp-coco"),
+        ("RepositoryIamMember", "roles/artifactregistry.reader", member, "detector-platform"),
+        ("IAMMember", "roles/logging.logWriter", member, PROJECT),
+        ("IAMMember", "projects/acme-ml/roles/detectorTensorboardWriter_platform", member, PROJECT),
+    }
+    assert experiment.one(ACCOUNT).inputs["accountId"] == "detector-exp-coco"
+
+
+def test_launcher_may_act_as_the_job_account(other_experiment: Deployment) -> None:
+    launcher = other_experiment.one("gcp:serviceaccount/iAMMember:IAMMember")
+    assert launcher.inputs == {
+        "serviceAccountId": "projects/acme-ml/serviceAccounts/detector-exp-voc@acme-ml.iam.gserviceaccount.com",
+        "role": "roles/iam.serviceAccountUser",
+        "member": "user:ana@example.com",
+    }
+
+
+def test_reads_the_platform_through_one_stack_reference(experiment: Deployment, platform: Deployment) -> None:
+    reference = experiment.one(STACK_REFERENCE)
+    assert reference.inputs["name"] == PLATFORM_STACK
+    images = experiment.one("gcp:artifactregistry/repositoryIamMember:RepositoryIamMember")
+    assert (images.inputs["repository"], images.inputs["location"]) == (
+        platform.outputs["repositoryId"], platform.outputs["region"])
+    assert experiment.outputs["repositoryUrl"] == platform.outputs["repositoryUrl"]
+    assert experiment.outputs["tensorboard"] == platform.outputs["tensorboard"]
+    writer = experiment.one("gcp:projects/iAMMember:IAMMember", role=platform.outputs["tensorboardWriterRole"])
+    assert writer.inputs["project"] == platform.outputs["project"]
+
+
+def test_outputs_are_everything_a_launch_needs(experiment: Deployment) -> None:
+    assert set(experiment.outputs) >= REQUIRED_OUTPUTS
+    assert experiment.outputs == {
+        "role": "experiment",
+        "experiment": "exp-coco",
+        "project": PROJECT,
+        "region": REGION,
+        "bucket": "acme-ml-detector-exp-coco",
+        "dataPrefix": "gs://acme-ml-detector-exp-coco/data",
+        "runsPrefix": "gs://acme-ml-detector-exp-coco/runs",
+        "checkpointsPrefix": "gs://acme-ml-detector-exp-coco/checkpoints",
+        "jobServiceAccount": "detector-exp-coco@acme-ml.iam.gserviceaccount.com",
+        "repositoryUrl": f"{REGION}-docker.pkg.dev/{PROJECT}/detector-platform",
+        "tensorboard": "projects/acme-ml/locations/us-central1/tensorboards/4242424242",
+        "platformStack": PLATFORM_STACK,
+    }
+
+
+def test_two_experiments_share_nothing_writable(experiment: Deployment, other_experiment: Deployment) -> None:
+    first, second = experiment.outputs, other_experiment.outputs
+    assert first["bucket"] != second["bucket"]
+    assert first["jobServiceAccount"] != second["jobServiceAccount"]
+    for mine, theirs in ((experiment, other_experiment), (other_experiment, experiment)):
+        writable = {target for _, role, _, target in grants(mine) if role.startswith("roles/storage.")}
+        members = {member for _, _, member, _ in grants(mine)}
+        assert writable == {mine.outputs["bucket"]}
+        assert f"serviceAccount:{theirs.outputs['jobServiceAccount']}" not in members
+    names = {(r.type, r.inputs.get("name") or r.inputs.get("accountId")) for r in experiment.cloud}
+    other_names = {(r.type, r.inputs.get("name") or r.inputs.get("accountId")) for r in other_experiment.cloud}
+    assert {n for n in names if n[1]} & {n for n in other_names if n[1]} == set()
+
+
+def test_names_are_unique_within_a_stack(experiment: Deployment) -> None:
+    urns = [r.urn for r in experiment.resources]
+    assert len(urns) == len(set(urns)) == 9
+
+
+def test_tensorboard_off_drops_its_grant() -> None:
+    platform = deploy("platform", platform_config())
+    deployment = deploy("exp-quiet", experiment_config(tensorboard="false"), {PLATFORM_STACK: platform.outputs})
+    assert deployment.outputs["tensorboard"] == ""
+    assert not any("TensorboardWriter" in r.inputs.get("role", "") for r in deployment.resources)
+
+
+def test_experiment_may_run_in_another_region_without_tensorboard(platform: Deployment) -> None:
+    config = experiment_config(tensorboard="false") | {"gcp:region": "us-west4"}
+    deployment = deploy("exp-v5e", config, {PLATFORM_STACK: platform.outputs})
+    assert deployment.one(BUCKET).inputs["location"] == "US-WEST4"
+    assert deployment.outputs["region"] == "us-west4"
+    images = deployment.one("gcp:artifactregistry/repositoryIamMember:RepositoryIamMember")
+    assert images.inputs["location"] == REGION
+
+
+@pytest.mark.parametrize(
+    ("config", "platform_outputs", "says"),
+    [
+        (experiment_config() | {"gcp:project": "other-project"}, {}, "pulumi config set gcp:project acme-ml"),
+        (experiment_config() | {"gcp:region": "europe-west4"}, {}, "Use gcp:region us-central1"),
+        (experiment_config(), {"tensorboard": "", "tensorboardWriterRole": ""},
+         "pulumi config set detector:tensorboard false"),
+    ],
+)
+def test_mismatches_with_the_platform_fail_with_what_to_set(
+    platform: Deployment, config: dict[str, str], platform_outputs: dict[str, str], says: str
+) -> None:
+    with pytest.raises(pulumi.RunError) as error:
+        deploy("exp-wrong", config, {PLATFORM_STACK: platform.outputs | platform_outputs})
+    assert says in str(error.value)
+
+
+def test_missing_platform_output_fails(platform: Deployment) -> None:
+    outputs = {k: v for k, v in platform.outputs.items() if k != "repositoryId"}
+    with pytest.raises(Exception, match="repositoryId"):
+        deploy("exp-old", experiment_config(), {PLATFORM_STACK: outputs})
+
+
+@pytest.mark.parametrize(
+    "stack", ["a", "exp-coco", "Exp_COCO.v2", "exp-" + "x" * 80, "exp-coco-retinanet-resnet50-fpn-640-bf16"]
+)
+def test_gcp_names_fit_gcp_rules_for_any_stack_name(stack: str) -> None:
+    names = naming.StackNames(project="a-project-id-of-thirty-chars-x", stack=stack)
+    assert re.fullmatch(r"[a-z][a-z0-9-]{4,28}[a-z0-9]", names.job_account), names.job_account
+    assert re.fullmatch(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", names.bucket), names.bucket
+    assert re.fullmatch(r"[a-z][a-z0-9-]{0,62}", names.repository), names.repository
+    assert re.fullmatch(r"[a-zA-Z0-9_.]{3,64}", names.tensorboard_writer_role), names.tensorboard_writer_role
+    assert re.fullmatch(r"[a-z0-9_-]{1,63}", names.labels["experiment"]), names.labels["experiment"]
+
+
+def test_distinct_stack_names_never_share_a_gcp_name() -> None:
+    stacks = ["exp-a", "exp_a", "Exp-A", "exp-" + "x" * 40, "exp-" + "x" * 41]
+    for attribute in ("bucket", "job_account", "repository", "tensorboard_writer_role", "experiment_label"):
+        values = [getattr(naming.StackNames(project=PROJECT, stack=s), attribute) for s in stacks]
+        assert len(set(values)) == len(stacks), (attribute, values)
