@@ -5,7 +5,7 @@ Nothing heavy is imported at module level: ``--help`` and the data commands neve
 
 from __future__ import annotations
 
-from jobs.cli import data, model  # noqa: F401  (registers the commands)
+from jobs.cli import cloud, data, model  # noqa: F401  (registers the commands)
 from jobs.cli.app import app
 from jobs.console import errors
 from jobs.errors import DetectorError

@@ -8,7 +8,9 @@ from typing import Annotated
 import typer
 
 from jobs.cli.app import app
+from jobs.cli.cloud import StackFile, StackName, evaluate_on_vertex, train_on_vertex
 from jobs.console import console, progress_bar, quiet_tensorflow, table
+from jobs.runtime.spec import PROGRESS_PREFIX
 
 
 @app.command()
@@ -25,33 +27,73 @@ def presets() -> None:
 
 @app.command()
 def train(
-    data: Annotated[str, typer.Option(help="prepared data folder")],
     preset: Annotated[str, typer.Option(help="see `presets`")],
-    model_dir: Annotated[str, typer.Option(help="checkpoints; training resumes from the latest one here")],
+    data: Annotated[str | None, typer.Option(help="prepared data: a folder (local) or gs:// / name (Vertex)")] = None,
+    model_dir: Annotated[str | None, typer.Option(help="local: checkpoints; training resumes from here")] = None,
     steps: Annotated[int | None, typer.Option(min=1)] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1)] = None,
-    init_checkpoint: Annotated[str | None, typer.Option(help="checkpoint to start from (default: scratch)")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, gpu or tpu")] = "auto",
+    batch_size: Annotated[int | None, typer.Option(min=1, help="global batch (Vertex: preset batch x cores)")] = None,
+    init_checkpoint: Annotated[str | None, typer.Option(help="start from this checkpoint or .tar.gz")] = None,
+    device: Annotated[str, typer.Option(help="local backend: auto, cpu or gpu")] = "auto",
+    stack: StackName = None,
+    stack_outputs: StackFile = None,
+    backend: Annotated[str | None, typer.Option(help="local or vertex (default: vertex with a stack)")] = None,
+    accelerator: Annotated[str, typer.Option(help="Vertex: tpu-v2-8, tpu-v3-8, tpu-v5e-N, gpu-…, cpu")] = "tpu-v5e-4",
+    spot: Annotated[bool, typer.Option(help="Vertex: Spot capacity (cheaper, can be preempted)")] = False,
+    replicas: Annotated[int, typer.Option(min=1, help="Vertex GPU: workers (MultiWorkerMirroredStrategy)")] = 1,
+    run_id: Annotated[str | None, typer.Option(help="Vertex: run name (default preset + time)")] = None,
+    timeout_hours: Annotated[float, typer.Option(min=0.1)] = 24.0,
+    dry_run: Annotated[bool, typer.Option(help="print the CustomJob request; contact nothing")] = False,
+    yes: Annotated[bool, typer.Option(help="launch without asking")] = False,
+    local_docker: Annotated[bool, typer.Option(help="build images with local Docker, not Cloud Build")] = False,
 ) -> None:
-    """Train a RetinaNet from a preset on this machine (the local backend)."""
-    quiet_tensorflow()
-    from jobs.runtime import devices
-    from jobs.runtime.experiment import make_spec
-    from jobs.runtime.train import train as run_training
+    """Train a RetinaNet from a preset: on this machine, or as a Vertex AI custom job of an experiment stack."""
+    if (backend or ("vertex" if stack or stack_outputs else "local")) == "vertex":
+        from jobs.launch.launcher import TrainOptions
 
-    spec = make_spec(preset, data, steps, batch_size, init_checkpoint, devices.precision_for(device))
-    with progress_bar(f"training {spec.preset}") as update:
-        result = run_training(spec, model_dir, device, lambda step, total, loss: update(step, total, loss=loss))
-    console.print(f"model dir {result.model_dir}: step {result.final_step} (started at {result.start_step})")
+        options = TrainOptions(preset, accelerator, replicas, spot, steps, batch_size, run_id, data,
+                               init_checkpoint, timeout_hours)
+        train_on_vertex(stack, stack_outputs, options, dry_run, yes, local_docker)
+        return
+    if not data or not model_dir:
+        raise typer.BadParameter("the local backend needs --data and --model-dir")
+    from jobs.launch.backends import LocalBackend
+    from jobs.launch.launcher import local_training
+
+    spec = local_training(preset, data, model_dir, steps, batch_size, init_checkpoint, device)
+    with progress_bar(f"training {preset}") as update:
+        def on_line(line: str) -> None:
+            if line.startswith(PROGRESS_PREFIX):
+                fields = dict(item.split("=", 1) for item in line.split()[1:])
+                update(int(fields["step"]), int(fields["total"]), loss=float(fields["loss"]))
+            elif line.strip():
+                console.print(line, highlight=False, markup=False)
+
+        info = LocalBackend(on_line).submit(spec, image_uri="", base_output_dir=model_dir)
+    if not info.state.endswith("SUCCEEDED"):
+        raise typer.Exit(1)
 
 
 @app.command()
 def evaluate(
-    model_dir: Annotated[str, typer.Option(help="a model dir written by `train`")],
+    model_dir: Annotated[str | None, typer.Option(help="a model dir written by `train`")] = None,
     data: Annotated[str | None, typer.Option(help="prepared data folder (default: the training data)")] = None,
     continuous: Annotated[bool, typer.Option(help="follow new checkpoints until the last step")] = False,
+    stack: StackName = None,
+    stack_outputs: StackFile = None,
+    run: Annotated[str | None, typer.Option(help="Vertex: the run to evaluate continuously")] = None,
+    accelerator: Annotated[str, typer.Option(help="Vertex: gpu-t4-1, gpu-l4-1, …")] = "gpu-t4-1",
+    spot: Annotated[bool, typer.Option(help="Vertex: Spot capacity")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Vertex: print the CustomJob request only")] = False,
+    yes: Annotated[bool, typer.Option(help="Vertex: launch without asking")] = False,
 ) -> None:
-    """COCO metrics of the latest checkpoint on the validation split."""
+    """COCO metrics of the latest checkpoint on the validation split (or a GPU evaluation job for a Vertex run)."""
+    if stack or stack_outputs:
+        if not run:
+            raise typer.BadParameter("--run is required with --stack")
+        evaluate_on_vertex(stack, stack_outputs, run, accelerator, spot, dry_run, yes)
+        return
+    if not model_dir:
+        raise typer.BadParameter("--model-dir is required (or --stack and --run for a Vertex job)")
     quiet_tensorflow()
     from jobs.runtime import evaluate as evaluation
 

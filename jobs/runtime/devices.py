@@ -11,15 +11,14 @@ DEVICES = ("auto", "cpu", "gpu", "tpu")
 
 
 def make_strategy(device: str = "auto") -> tf.distribute.Strategy:
-    """``auto`` takes a TPU when Vertex says there is one, else GPUs, else the CPU.
+    """``auto`` takes the GPUs if TensorFlow sees any, else the CPU; TPU jobs ask for ``tpu`` explicitly.
 
     Several Vertex replicas (``TF_CONFIG`` with more than one task) train with MultiWorkerMirroredStrategy.
     """
     if device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
     if device == "auto":
-        device = ("tpu" if os.environ.get("TPU_NAME") or os.environ.get("TPU_ACCELERATOR_TYPE")
-                  else "gpu" if tf.config.list_physical_devices("GPU") else "cpu")
+        device = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
     if device == "tpu":
         # On a Vertex TPU VM the TPU is attached to this host: the resolver takes 'local'.
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu="local")

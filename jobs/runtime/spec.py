@@ -10,6 +10,7 @@ import json
 from dataclasses import asdict, dataclass
 
 SPEC_FILE = "experiment.json"
+PROGRESS_PREFIX = "progress:"  # the trainer's progress lines; the local backend parses them
 
 
 @dataclass(frozen=True)

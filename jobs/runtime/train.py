@@ -18,8 +18,9 @@ import tensorflow as tf
 from official.core import task_factory, train_lib, train_utils
 
 from jobs.runtime import devices
+from jobs.runtime.checkpoints import resolve_init_checkpoint
 from jobs.runtime.experiment import build_experiment, load_spec, make_spec, save_spec
-from jobs.runtime.spec import SPEC_FILE, TrainSpec
+from jobs.runtime.spec import PROGRESS_PREFIX, SPEC_FILE, TrainSpec
 
 TrainProgress = Callable[[int, int, float], None]  # (step, total steps, loss)
 
@@ -55,8 +56,10 @@ def train(spec: TrainSpec, model_dir: str, device: str = "auto", progress: Train
     spec = resolve_spec(model_dir, spec)
     save_spec(spec, model_dir)
     params = build_experiment(spec)
-    train_utils.serialize_config(params, model_dir)
     start = latest_step(model_dir)
+    if spec.init_checkpoint and start == 0:  # a resumed run restores its own checkpoint instead
+        params.task.init_checkpoint = resolve_init_checkpoint(spec.init_checkpoint)
+    train_utils.serialize_config(params, model_dir)
     strategy = devices.make_strategy(device)
     last = {"step": start, "loss": None}
 
@@ -70,14 +73,19 @@ def train(spec: TrainSpec, model_dir: str, device: str = "auto", progress: Train
     if start < spec.steps:
         with strategy.scope():
             task = task_factory.get_task(params.task, logging_dir=model_dir)
-        # Orbit prints every loop's metrics; with a progress display they go to train.log instead.
-        log = _log_to(model_dir) if progress else contextlib.nullcontext()
+        # Orbit prints every loop's metrics; next to a progress display they go to a local train.log instead.
+        log = _log_to(model_dir) if progress and "://" not in model_dir else contextlib.nullcontext()
         with log:
             train_lib.run_experiment(distribution_strategy=strategy, task=task, mode="train", params=params,
                                      model_dir=model_dir, train_actions=[report])
     elif progress:
         progress(start, spec.steps, float("nan"))
     return TrainResult(model_dir, spec, start, latest_step(model_dir), last["loss"])
+
+
+def print_progress(step: int, total: int, loss: float) -> None:
+    """One parsable line per training loop (the local backend draws its progress bar from these)."""
+    print(f"{PROGRESS_PREFIX} step={step} total={total} loss={loss:.5f}", flush=True)
 
 
 @contextlib.contextmanager
@@ -102,7 +110,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--model-dir is required outside Vertex AI")
     spec = make_spec(args.preset, args.data, args.steps, args.batch_size, args.init_checkpoint,
                      devices.precision_for(args.device))
-    result = train(spec, args.model_dir, args.device)
+    start = latest_step(args.model_dir)
+    print(f"{'resuming from' if start else 'starting at'} step {start} of {spec.steps} in {args.model_dir}",
+          flush=True)
+    result = train(spec, args.model_dir, args.device, print_progress)
     print(f"trained {result.spec.preset} to step {result.final_step} in {result.model_dir}", flush=True)
     sys.stderr.flush()
     os._exit(0)  # skip the slow interpreter teardown of TensorFlow threads

@@ -1,0 +1,119 @@
+"""Registered Vertex AI accelerators: machine shapes, where they exist, and what they cost.
+
+Availability: Cloud TPU "TPU regions and zones" and Vertex AI "Locations" pages, read 2026-11-26 (Vertex
+offers TPU training in fewer regions than Compute Engine; GPUs are listed for the main training regions).
+Prices: USD per hour, us-central1, the GCP billing catalogue snapshot in shared/REFERENCE.md (2025 or later),
+accelerator only; Vertex AI adds its own training markup and the host machine, so treat an estimate as a floor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from jobs.errors import UsageError
+
+PRICES_AS_OF = "2025 GCP billing catalogue snapshot (shared/REFERENCE.md), us-central1, accelerator only"
+AVAILABILITY_AS_OF = "2026-11-26, Cloud TPU regions-and-zones and Vertex AI locations pages"
+
+GPU_REGIONS = frozenset({"us-central1", "us-east1", "us-east4", "us-west1", "us-west4", "europe-west1",
+                         "europe-west4", "asia-east1", "asia-southeast1"})
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    name: str
+    device: str  # what the runtime's --device takes: tpu, gpu or cpu
+    machine_type: str
+    accelerator_type: str | None  # aiplatform_v1 AcceleratorType name
+    accelerator_count: int
+    tpu_topology: str | None
+    cores: int  # replicas the global batch is split over, per worker
+    max_replicas: int
+    regions: frozenset[str]
+    usd_per_hour: float
+    spot_usd_per_hour: float | None
+
+    def hourly(self, spot: bool, replicas: int = 1) -> float | None:
+        price = self.spot_usd_per_hour if spot else self.usd_per_hour
+        return None if price is None else price * replicas
+
+
+ACCELERATORS: dict[str, Accelerator] = {}
+
+
+def register_accelerator(fn: Callable[[], Accelerator]) -> Callable[[], Accelerator]:
+    accelerator = fn()
+    ACCELERATORS[accelerator.name] = accelerator
+    return fn
+
+
+def get_accelerator(name: str) -> Accelerator:
+    try:
+        return ACCELERATORS[name]
+    except KeyError:
+        raise UsageError(f"unknown accelerator {name!r}; choose one of: {', '.join(ACCELERATORS)}") from None
+
+
+@register_accelerator
+def tpu_v2_8() -> Accelerator:
+    return Accelerator("tpu-v2-8", "tpu", "cloud-tpu", "TPU_V2", 8, None, 8, 1,
+                       frozenset({"us-central1"}), 4.50, 1.35)
+
+
+@register_accelerator
+def tpu_v3_8() -> Accelerator:
+    return Accelerator("tpu-v3-8", "tpu", "cloud-tpu", "TPU_V3", 8, None, 8, 1,
+                       frozenset({"us-central1", "europe-west4"}), 8.00, 2.04)
+
+
+def _tpu_v5e(chips: int, topology: str) -> Accelerator:
+    # Vertex takes v5e by machine type and topology; no accelerator type or count.
+    return Accelerator(f"tpu-v5e-{chips}", "tpu", f"ct5lp-hightpu-{chips}t", None, 0, topology, chips, 1,
+                       frozenset({"us-central1", "us-west1", "us-west4", "us-south1", "europe-west4"}),
+                       1.20 * chips, 0.48 * chips)
+
+
+@register_accelerator
+def tpu_v5e_1() -> Accelerator:
+    return _tpu_v5e(1, "1x1")
+
+
+@register_accelerator
+def tpu_v5e_4() -> Accelerator:
+    return _tpu_v5e(4, "2x2")
+
+
+@register_accelerator
+def tpu_v5e_8() -> Accelerator:
+    return _tpu_v5e(8, "2x4")
+
+
+@register_accelerator
+def gpu_t4_1() -> Accelerator:
+    return Accelerator("gpu-t4-1", "gpu", "n1-standard-8", "NVIDIA_TESLA_T4", 1, None, 1, 8, GPU_REGIONS, 0.35, 0.175)
+
+
+@register_accelerator
+def gpu_l4_1() -> Accelerator:
+    return Accelerator("gpu-l4-1", "gpu", "g2-standard-8", "NVIDIA_L4", 1, None, 1, 8, GPU_REGIONS, 0.56, 0.223)
+
+
+@register_accelerator
+def gpu_a100_1() -> Accelerator:
+    # A100 40GB: the price is not in the reference snapshot; Compute Engine's list price, no Spot figure kept.
+    return Accelerator("gpu-a100-1", "gpu", "a2-highgpu-1g", "NVIDIA_TESLA_A100", 1, None, 1, 8,
+                       frozenset({"us-central1", "us-east1", "us-west1", "europe-west4", "asia-southeast1"}),
+                       2.93, None)
+
+
+@register_accelerator
+def gpu_h100_1() -> Accelerator:
+    return Accelerator("gpu-h100-1", "gpu", "a3-highgpu-1g", "NVIDIA_H100_80GB", 1, None, 1, 8,
+                       frozenset({"us-central1", "us-east4", "us-west1", "europe-west4", "asia-southeast1"}),
+                       9.80, None)
+
+
+@register_accelerator
+def cpu() -> Accelerator:
+    return Accelerator("cpu", "cpu", "n1-standard-8", None, 0, None, 1, 1, GPU_REGIONS, 0.38, 0.08)

@@ -1,0 +1,73 @@
+"""What a job runs (a backend-neutral spec) and its Vertex AI ``CustomJob`` form."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from jobs.launch.accelerators import Accelerator
+from jobs.stack import StackOutputs
+
+ENTRYPOINTS = {"train": "jobs.runtime.train", "evaluate": "jobs.runtime.evaluate"}
+RUN_ID = re.compile(r"^[a-z][a-z0-9-]{0,49}$")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One job: which image's entrypoint with which arguments, on what, for how long."""
+
+    kind: str  # "train" or "evaluate"
+    image: str  # "trainer" (TPU) or "evaluator" (GPU and CPU; it trains there too)
+    args: tuple[str, ...]
+    accelerator: Accelerator
+    replicas: int = 1
+    spot: bool = False
+    timeout_s: int = 24 * 3600
+    labels: dict[str, str] = field(default_factory=dict)
+    display_name: str = ""
+
+    @property
+    def entrypoint(self) -> str:
+        return ENTRYPOINTS[self.kind]
+
+
+def image_for(kind: str, accelerator: Accelerator) -> str:
+    """TPU training needs the TPU build of TensorFlow; everything else runs in the CUDA image."""
+    return "trainer" if kind == "train" and accelerator.device == "tpu" else "evaluator"
+
+
+def label_value(text: str) -> str:
+    """GCP label values: lowercase letters, digits, '-' and '_', at most 63 characters."""
+    return re.sub(r"[^a-z0-9_-]", "-", text.lower())[:63]
+
+
+def custom_job(spec: JobSpec, stack: StackOutputs, image_uri: str, base_output_dir: str):
+    """The ``aiplatform_v1.CustomJob`` Vertex AI is asked to create."""
+    from google.cloud.aiplatform_v1 import types
+
+    accelerator = spec.accelerator
+    machine = types.MachineSpec(machine_type=accelerator.machine_type)
+    if accelerator.accelerator_type:
+        machine.accelerator_type = types.AcceleratorType[accelerator.accelerator_type]
+        machine.accelerator_count = accelerator.accelerator_count
+    if accelerator.tpu_topology:
+        machine.tpu_topology = accelerator.tpu_topology
+    container = types.ContainerSpec(image_uri=image_uri, command=["python", "-m", spec.entrypoint],
+                                    args=list(spec.args))
+    # Several GPU replicas: one chief pool and one worker pool; Vertex writes TF_CONFIG for
+    # MultiWorkerMirroredStrategy. TPUs and single machines have exactly one pool with one replica.
+    pools = [types.WorkerPoolSpec(machine_spec=machine, replica_count=1, container_spec=container)]
+    if spec.replicas > 1:
+        pools.append(types.WorkerPoolSpec(machine_spec=machine, replica_count=spec.replicas - 1,
+                                          container_spec=container))
+    scheduling = types.Scheduling(timeout=f"{spec.timeout_s}s", restart_job_on_worker_restart=True)
+    if spec.spot:
+        scheduling.strategy = types.Scheduling.Strategy.SPOT
+    job_spec = types.CustomJobSpec(
+        worker_pool_specs=pools, scheduling=scheduling, service_account=stack.job_service_account,
+        base_output_directory=types.GcsDestination(output_uri_prefix=base_output_dir),
+    )
+    if stack.tensorboard:
+        job_spec.tensorboard = stack.tensorboard
+    return types.CustomJob(display_name=spec.display_name, job_spec=job_spec,
+                           labels={key: label_value(value) for key, value in spec.labels.items()})
