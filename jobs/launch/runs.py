@@ -60,7 +60,7 @@ class RunStore:
         blob = self.bucket.get_blob(f"{self.prefix}/{run_id}/run.json")
         if blob is None:
             return None, 0
-        return RunRecord.from_json(blob.download_as_text()), int(blob.generation)
+        return RunRecord.from_json(blob.download_as_text()), int(blob.generation or 0)
 
     def save(self, record: RunRecord, generation: int) -> int:
         """Write if the stored generation is still ``generation``; returns the new generation."""

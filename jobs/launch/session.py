@@ -85,7 +85,7 @@ class CloudSession:
         cancelled = []
         for name in record.jobs.values():
             info = self.backend.get(name)
-            if info.live:
+            if info.live and info.state != "JOB_STATE_CANCELLING":
                 self.backend.cancel(name)
                 cancelled.append(self.backend.get(name))
         return cancelled

@@ -77,7 +77,9 @@ def build_experiment(spec: TrainSpec) -> cfg.ExperimentConfig:
     config.runtime.mixed_precision_dtype = spec.precision
     task = config.task
     task.init_checkpoint = spec.init_checkpoint
-    task.init_checkpoint_modules = list(preset.checkpoint_modules) if spec.init_checkpoint else "all"
+    # A Model Garden checkpoint has another head: restore the preset's modules; one of your runs: everything.
+    own = spec.init_checkpoint != preset.cloud_checkpoint
+    task.init_checkpoint_modules = "all" if own or not preset.checkpoint_modules else list(preset.checkpoint_modules)
     task.annotation_file = os.path.join(spec.data_dir, dataset["splits"]["val"]["coco"])
     task.per_category_metrics = True
     task.export_config.output_normalized_coordinates = True  # boxes independent of the resize

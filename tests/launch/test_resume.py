@@ -1,0 +1,77 @@
+"""The trainer entrypoint survives kill -9 (a Spot preemption) and starts from a checkpoint archive."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+
+import pytest
+
+from jobs.launch.context import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from jobs.dataset.prepare import PrepareOptions, prepare
+    from jobs.dataset.synthetic import make_dataset
+
+    root = tmp_path_factory.mktemp("resume")
+    synthetic = make_dataset(root / "synthetic", count=60, seed=2)
+    prepare(PrepareOptions(synthetic.labels_csv, synthetic.images_dir, root / "data"))
+    return root / "data"
+
+
+def trainer(data, model_dir, steps, *extra) -> list[str]:
+    return [sys.executable, "-m", "jobs.runtime.train", "--data", str(data), "--preset", "retinanet-tiny-128",
+            "--model-dir", str(model_dir), "--steps", str(steps), "--batch-size", "4", "--device", "cpu", *extra]
+
+
+def checkpoint_step(model_dir) -> int:
+    state = (model_dir / "checkpoint").read_text()
+    return int(re.search(r'model_checkpoint_path: "ckpt-(\d+)"', state).group(1))
+
+
+def losses(output: str) -> list[float]:
+    return [float(m) for m in re.findall(r"^progress: step=\d+ total=\d+ loss=([\d.]+)$", output, re.M)]
+
+
+def test_kill_9_after_a_checkpoint_then_relaunch_continues_from_it(data, tmp_path):
+    model_dir = tmp_path / "model"
+    process = subprocess.Popen(trainer(data, model_dir, 5000), cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not (model_dir / "checkpoint").exists():
+        assert process.poll() is None, "the trainer died before its first checkpoint"
+        assert time.monotonic() < deadline, "no checkpoint within 4 minutes"
+        time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    step = checkpoint_step(model_dir)
+    assert 0 < step < 5000
+    done = subprocess.run(trainer(data, model_dir, step + 50), cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"resuming from step {step} of {step + 50}" in done.stdout
+    assert f"to step {step + 50} in" in done.stdout
+    assert checkpoint_step(model_dir) == step + 50
+
+
+def test_init_checkpoint_from_a_tar_gz_archive(data, tmp_path):
+    trained = tmp_path / "trained"
+    subprocess.run(trainer(data, trained, 200), cwd=REPO_ROOT, capture_output=True, check=True, timeout=300)
+    archive = tmp_path / "ckpt.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in trained.glob("ckpt-200.*"):
+            tar.add(path, arcname=f"model/{path.name}")
+    scratch = subprocess.run(trainer(data, tmp_path / "scratch", 50), cwd=REPO_ROOT, capture_output=True,
+                             text=True, check=True, timeout=300)
+    warm = subprocess.run(trainer(data, tmp_path / "warm", 50, "--init-checkpoint", str(archive)),
+                          cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=300)
+    assert losses(warm.stdout)[-1] < losses(scratch.stdout)[-1]
