@@ -146,27 +146,13 @@ def runs_list(stack: StackName = None, stack_outputs: StackFile = None) -> None:
 @runs_app.command("show")
 def runs_show(run_id: str, stack: StackName = None, stack_outputs: StackFile = None) -> None:
     """A run's record, its jobs' states and console links, and its latest evaluation."""
-    cloud = session(stack, stack_outputs)
-    record, _ = cloud.store.load(run_id)
-    if record is None:
-        raise typer.BadParameter(f"no run {run_id}; see `runs list`")
-    rows = []
-    for kind, name in record.jobs.items():
-        info = cloud.backend.get(name)
-        rows.append([kind, info.state.removeprefix("JOB_STATE_"), info.console_url, info.error])
+    record, jobs, metrics = session(stack, stack_outputs).status(run_id)
+    rows = [[kind, info.state.removeprefix("JOB_STATE_"), info.console_url, info.error] for kind, info in jobs.items()]
     console.print(table(f"run {run_id}", ["job", "state", "console", "error"], rows))
-    metrics = _latest_metrics(cloud, record)
     if metrics:
         console.print(table("latest evaluation", ["metric", "value"],
                             [["step", metrics.get("step")]] + [[k, v] for k, v in metrics["summary"].items()]))
     console.print_json(json.dumps({k: v for k, v in vars(record).items() if k != "metrics"}))
-
-
-def _latest_metrics(cloud, record) -> dict | None:
-    model_dir = record.config.get("model_dir", "")
-    bucket, _, prefix = model_dir.removeprefix("gs://").partition("/")
-    blob = cloud.storage.bucket(bucket).get_blob(f"{prefix}/eval/metrics.json") if bucket else None
-    return json.loads(blob.download_as_text()) if blob else record.metrics or None
 
 
 @runs_app.command("logs")

@@ -78,6 +78,25 @@ class CloudSession:
         record, info = launch(plan, self.stack, self.backend, self.store, image, {})
         return plan, record, info, image
 
+    def status(self, run_id: str) -> tuple[RunRecord, dict[str, JobInfo], dict | None]:
+        """The run's jobs now, and its latest evaluation; the metrics are copied into run.json as they come."""
+        record, generation = self.store.load(run_id)
+        if record is None:
+            raise PreflightError(f"no run {run_id} in {self.stack.runs_prefix}: see `runs list`")
+        jobs = {kind: self.backend.get(name) for kind, name in record.jobs.items()}
+        metrics = self._latest_metrics(record.config.get("model_dir", ""))
+        if metrics and metrics.get("step") != record.metrics.get("step"):
+            record.metrics = metrics
+            self.store.save(record, generation)
+        return record, jobs, metrics or record.metrics or None
+
+    def _latest_metrics(self, model_dir: str) -> dict | None:
+        import json
+
+        bucket, _, prefix = model_dir.removeprefix("gs://").partition("/")
+        blob = self.storage.bucket(bucket).get_blob(f"{prefix}/eval/metrics.json") if bucket else None
+        return json.loads(blob.download_as_text()) if blob else None
+
     def cancel(self, run_id: str) -> list[JobInfo]:
         record, _ = self.store.load(run_id)
         if record is None:

@@ -211,3 +211,16 @@ def test_state_polling_cancel_and_evaluation_job(cloud, vertex_server):
     assert {i.state for i in cancelled} == {"JOB_STATE_CANCELLING"}
     assert sum(path.endswith(":cancel") for _, path, _ in vertex_server.requests) == 2
     assert session.cancel("live") == []  # nothing live any more: no second cancel
+
+
+def test_status_copies_the_latest_evaluation_into_the_run_record(cloud, storage_emulator):
+    session = cloud()
+    session.train(TrainOptions("retinanet-mobilenet-256", "tpu-v3-8", run_id="done"), yes)
+    record, jobs, metrics = session.status("done")
+    assert metrics is None and set(jobs) == {"train"}
+    evaluation = {"step": 400, "summary": {"AP": 0.5, "AP50": 0.8}, "per_class": {}}
+    storage_emulator.bucket(BUCKET).blob("checkpoints/done/eval/metrics.json").upload_from_string(
+        json.dumps(evaluation))
+    record, jobs, metrics = session.status("done")
+    assert metrics == evaluation
+    assert session.store.load("done")[0].metrics == evaluation
