@@ -66,5 +66,5 @@ def test_non_utf8_is_fatal_with_the_byte_offset(tmp_path):
 
 
 def test_unknown_format_name(tmp_path):
-    with pytest.raises(UsageError, match="unknown format 'yolo'"):
-        read_labels(write(tmp_path, "x\n"), "yolo", Report())
+    with pytest.raises(UsageError, match="unknown format .labelme."):
+        read_labels(write(tmp_path, "x\n"), "labelme", Report())

@@ -1,4 +1,8 @@
-"""Data commands: ``data prepare`` (label file + images -> TFRecords, label map, COCO ground truth)."""
+"""Data commands: ``prepare`` (labels + images -> TFRecords), ``check`` (report only), ``stats`` (charts), ``rules``.
+
+Exit codes: 0 the data is usable (warnings allowed), 1 fatal data errors (with ``--strict``: any finding),
+2 bad usage.
+"""
 
 from __future__ import annotations
 
@@ -9,41 +13,183 @@ import typer
 
 from jobs.cli.app import data_app
 from jobs.console import console, errors, progress_bar, table
+from jobs.dataset.findings import RULES
 
-FORMATS = "auto, vott-csv, datitran-csv"
+FORMATS = ("vott-csv", "datitran-csv", "vertex-csv", "voc-xml", "coco-json", "yolo")  # jobs.dataset.readers
+SHOWN = 20
+
+Input = Annotated[Path, typer.Option(
+    "--input", help="label file or dataset folder: VoTT/datitran/Vertex AI CSV, VOC XML folder, COCO JSON, "
+                    "YOLO data YAML or folder")]
+Images = Annotated[Path | None, typer.Option(
+    "--images", help="folder the image names are relative to (default: where the format keeps them)")]
+Format = Annotated[str, typer.Option("--format", help=f"auto (detected), or one of {', '.join(FORMATS)}")]
+ValFraction = Annotated[float, typer.Option(min=0.0, max=0.9, help="for images the format assigns no split")]
+LabelMap = Annotated[Path | None, typer.Option(help="fix class ids; classes not in it are errors")]
+Unlabeled = Annotated[bool, typer.Option(
+    "--unlabeled-as-negatives", help="keep images of the images folder that no label names, as negatives")]
+Verify = Annotated[str, typer.Option(
+    "--verify", help="header: check every header and end marker, decode every 50th image; full: decode all")]
+Strict = Annotated[bool, typer.Option("--strict", help="every finding (warnings too) is an error")]
+Workers = Annotated[int | None, typer.Option(min=1, help="processes reading images (default: all cores)")]
 
 
 @data_app.command("prepare")
 def data_prepare(
-    labels: Annotated[Path, typer.Option("--input", help="label file (VoTT CSV, datitran CSV)")],
-    images: Annotated[Path, typer.Option("--images", help="folder the label file's image names are relative to")],
-    out: Annotated[Path, typer.Option("--out", help="output folder (replaced as a whole on success)")],
-    fmt: Annotated[str, typer.Option("--format", help=f"one of {FORMATS}")] = "auto",
-    val_fraction: Annotated[float, typer.Option(min=0.0, max=0.9)] = 0.2,
+    labels: Input,
+    out: Annotated[str, typer.Option("--out", help="output folder (replaced as a whole on success) or "
+                                                   "gs://bucket/prefix")],
+    images: Images = None,
+    fmt: Format = "auto",
+    val_fraction: ValFraction = 0.2,
     seed: int = 0,
-    label_map: Annotated[Path | None, typer.Option(help="fix class ids; classes not in it are errors")] = None,
+    label_map: LabelMap = None,
     num_shards: Annotated[int | None, typer.Option(min=1, help="per split (default: ~150 MB each)")] = None,
+    unlabeled_as_negatives: Unlabeled = False,
+    verify: Verify = "header",
+    strict: Strict = False,
+    stats: Annotated[bool, typer.Option("--stats/--no-stats", help="write charts into stats/")] = True,
+    workers: Workers = None,
 ) -> None:
-    """Validate labels and images, split by image, write TFRecords, label map and COCO ground truth."""
-    from jobs.dataset.prepare import PrepareOptions, prepare
+    """Validate labels and images, split by image, write TFRecords, label map, COCO ground truth and charts."""
+    from jobs.dataset.prepare import PrepareFailed, PrepareOptions, is_gcs, prepare
 
-    options = PrepareOptions(labels, images, out, fmt, val_fraction, seed, label_map, num_shards)
-    with progress_bar("preparing") as update:
-        result = prepare(options, lambda stage, done, total: update(done, total, stage=stage))
-    _show_prepare(result)
-
-
-def _show_prepare(result) -> None:
+    options = PrepareOptions(labels, images, out if is_gcs(out) else Path(out), fmt, val_fraction, seed, label_map,
+                             num_shards, workers=workers, unlabeled_as_negatives=unlabeled_as_negatives,
+                             verify=verify, strict=strict, stats=stats)
+    try:
+        with progress_bar("preparing") as update:
+            result = prepare(options, lambda stage, done, total: update(done, total, stage=stage))
+    except PrepareFailed as failure:
+        _show_counts(failure.report)
+        raise
     summary = result.summary
-    for finding in result.report.findings[:20]:
-        errors.print(f"[yellow]{finding}[/yellow]", markup=True, highlight=False)
-    if len(result.report.findings) > 20:
-        errors.print(f"... and {len(result.report.findings) - 20} more in {result.out / 'report.json'}")
-    names = [c["name"] for c in summary["classes"]]
-    rows = [[name] + [summary["splits"][s]["per_class"].get(name, 0) for s in ("train", "val")] for name in names]
-    rows.append(["images"] + [summary["splits"][s]["images"] for s in ("train", "val")])
-    console.print(table(f"{summary['format']} -> {result.out}", ["class", "train boxes", "val boxes"], rows))
-    counts = summary["rows"]
+    _show_findings(result.report, f"{str(result.out).rstrip('/')}/report.json")
+    _show_counts(result.report)
+    _show_splits(summary, f"{summary['format']} -> {result.out}")
+    _show_rows(summary["rows"], summary.get("verify"))
     state = "unchanged, nothing rewritten" if result.unchanged else "written"
-    console.print(f"rows in {counts['in']} = written {counts['written']} + reported {counts['reported']}; "
-                  f"output {state}")
+    console.print(f"output {state}: {result.out}")
+
+
+@data_app.command("check")
+def data_check(
+    labels: Input,
+    images: Images = None,
+    fmt: Format = "auto",
+    val_fraction: ValFraction = 0.2,
+    seed: int = 0,
+    label_map: LabelMap = None,
+    unlabeled_as_negatives: Unlabeled = False,
+    verify: Verify = "header",
+    strict: Strict = False,
+    report: Annotated[Path | None, typer.Option("--report", help="also write every finding to this JSON file")]
+    = None,
+    workers: Workers = None,
+) -> None:
+    """Run every check of `prepare` and report; writes nothing but --report."""
+    from jobs.dataset.check import CheckFailed, CheckOptions, check
+
+    options = CheckOptions(labels, images, fmt, val_fraction, seed, label_map, unlabeled_as_negatives, verify,
+                           strict, workers)
+    try:
+        with progress_bar("checking") as update:
+            checked = check(options, lambda stage, done, total: update(done, total, stage=stage))
+    except CheckFailed as failure:
+        _show_counts(failure.report)
+        _write_report(report, None, failure.report)
+        raise
+    _show_findings(checked.report, str(report) if report else None)
+    _show_counts(checked.report)
+    _show_splits(_split_counts(checked), f"{checked.fmt}: {labels}")
+    _show_rows(checked.rows, checked.verify)
+    _write_report(report, checked.rows, checked.report)
+    console.print("usable" + (" (with warnings)" if checked.report.findings else ""))
+
+
+@data_app.command("stats")
+def data_stats(
+    labels: Input,
+    out: Annotated[Path, typer.Option("--out", help="folder for the PNG files")],
+    images: Images = None,
+    fmt: Format = "auto",
+    val_fraction: ValFraction = 0.2,
+    seed: int = 0,
+    label_map: LabelMap = None,
+    unlabeled_as_negatives: Unlabeled = False,
+    workers: Workers = None,
+) -> None:
+    """Charts of classes, boxes per image, box sizes and a grid of samples with their boxes."""
+    from jobs.dataset.check import CheckFailed, CheckOptions, check
+    from jobs.dataset.stats import write_stats
+
+    options = CheckOptions(labels, images, fmt, val_fraction, seed, label_map, unlabeled_as_negatives,
+                           workers=workers)
+    try:
+        with progress_bar("checking") as update:
+            checked = check(options, lambda stage, done, total: update(done, total, stage=stage))
+    except CheckFailed as failure:
+        _show_counts(failure.report)
+        raise
+    for name in write_stats(out, checked):
+        console.print(str(out / name))
+
+
+@data_app.command("rules")
+def data_rules() -> None:
+    """Every validation rule: stable code, severity, what is done, and why."""
+    console.print(table("validation rules", ["code", "name", "severity", "action", "doc"],
+                        [[r.code, r.name, r.severity.value, r.action.value, r.doc] for r in RULES.values()]))
+
+
+def _show_findings(report, where: str | None) -> None:
+    for finding in report.findings[:SHOWN]:
+        errors.print(f"[yellow]{finding}[/yellow]", markup=True, highlight=False)
+    if len(report.findings) > SHOWN:
+        rest = f" in {where}" if where else "; --report FILE lists them all"
+        errors.print(f"... and {len(report.findings) - SHOWN} more{rest}")
+
+
+def _show_counts(report) -> None:
+    if report.findings:
+        console.print(table("findings by rule", ["code", "rule", "severity", "action", "count"],
+                            [[code, RULES[code].name, RULES[code].severity.value, RULES[code].action.value, count]
+                             for code, count in sorted(report.counts().items())]))
+
+
+def _split_counts(checked) -> dict:
+    names = sorted(checked.classes, key=checked.classes.get)
+    splits = {}
+    for split, images in checked.splits.items():
+        if images or split != "test":
+            counts = {name: 0 for name in names}
+            for image in images:
+                for box in image.boxes:
+                    counts[box.label] += 1
+            splits[split] = {"per_class": counts, "images": len(images)}
+    return {"classes": [{"name": n} for n in names], "splits": splits}
+
+
+def _show_splits(summary: dict, title: str) -> None:
+    splits = list(summary["splits"])
+    rows = [[c["name"]] + [summary["splits"][s]["per_class"].get(c["name"], 0) for s in splits]
+            for c in summary["classes"]]
+    rows.append(["images"] + [summary["splits"][s]["images"] for s in splits])
+    console.print(table(title, ["class"] + [f"{s} boxes" for s in splits], rows))
+
+
+def _show_rows(rows: dict, verify: dict | None) -> None:
+    console.print(f"rows in {rows['in']} = written {rows['written']} + reported {rows['reported']}")
+    if verify:
+        how = ("every image decoded" if verify["mode"] == "full" else
+               f"{verify['decoded']} decoded (every 50th and any without an end marker; --verify full decodes all)")
+        console.print(f"verify {verify['mode']}: headers of {verify['images']} images checked, {how}")
+
+
+def _write_report(path: Path | None, rows: dict | None, report) -> None:
+    if path is not None:
+        from jobs.dataset.outputs import write_json_atomic
+
+        write_json_atomic(path, {"rows": rows, "counts": dict(sorted(report.counts().items())),
+                                 "findings": report.to_json()})
+

@@ -1,4 +1,8 @@
-"""Validation findings: every problem names a rule, where it was found and what was done about it."""
+"""Validation findings: every problem names a rule, where it was found and what was done about it.
+
+Codes are stable (F: input files, I: images, B: boxes, C: classes, S: splits); ``python -m jobs data rules`` prints
+the table. ``--strict`` makes every finding fatal.
+"""
 
 from __future__ import annotations
 
@@ -38,61 +42,150 @@ def _rule(code: str, name: str, severity: Severity, action: Action, doc: str) ->
     return rule
 
 
+E, W = Severity.ERROR, Severity.WARNING
+
 # Input files.
-EMPTY_INPUT = _rule("F001", "empty-input", Severity.ERROR, Action.FATAL, "The label file has no rows.")
+EMPTY_INPUT = _rule("F001", "empty-input", E, Action.FATAL, "The label file has no rows.")
 BAD_HEADER = _rule(
-    "F002", "bad-header", Severity.ERROR, Action.FATAL, "The header does not match the chosen format."
+    "F002", "bad-header", E, Action.FATAL,
+    "The header (CSV) or the top-level structure (JSON, YAML) does not match the chosen format.",
 )
-BAD_FIELD = _rule(
-    "F003", "bad-field", Severity.ERROR, Action.DROP_ROW, "A field is missing or not of the expected type."
+BAD_FIELD = _rule("F003", "bad-field", E, Action.DROP_ROW, "A field is missing or not of the expected type.")
+NOT_UTF8 = _rule("F004", "not-utf8", E, Action.FATAL, "The label file is not UTF-8 text.")
+MALFORMED_FILE = _rule(
+    "F005", "malformed-file", E, Action.FATAL, "The label file is not well-formed JSON, YAML or CSV (syntax error)."
 )
-NOT_UTF8 = _rule("F004", "not-utf8", Severity.ERROR, Action.FATAL, "The label file is not UTF-8 text.")
+MALFORMED_ANNOTATION = _rule(
+    "F006", "malformed-annotation", E, Action.DROP_IMAGE,
+    "A per-image annotation file (VOC XML, YOLO txt) cannot be parsed; its image is not written.",
+)
+SPLIT_CONFLICT = _rule(
+    "F007", "split-conflict", W, Action.FIX, "Rows give one image different splits (ML_USE); the first one is used."
+)
+NEGATIVE_CONFLICT = _rule(
+    "F008", "negative-conflict", W, Action.DROP_ROW,
+    "An image is listed without a label (a negative) and also with boxes; the boxes win, the empty row is dropped.",
+)
 # Images.
 MISSING_IMAGE = _rule(
-    "I001", "missing-image", Severity.ERROR, Action.DROP_IMAGE, "The image named by a row does not exist."
+    "I001", "missing-image", E, Action.DROP_IMAGE, "The image named by a row does not exist."
 )
 UNREADABLE_IMAGE = _rule(
-    "I002", "unreadable-image", Severity.ERROR, Action.DROP_IMAGE,
-    "The image cannot be read, or is neither JPEG nor PNG (Model Garden decodes only these).",
+    "I002", "unreadable-image", E, Action.DROP_IMAGE,
+    "The image cannot be read or decoded: not an image, or corrupt data.",
 )
 SIZE_MISMATCH = _rule(
-    "I003", "size-mismatch", Severity.WARNING, Action.WARN,
+    "I003", "size-mismatch", W, Action.WARN,
     "The label file states another width/height than the image has; boxes are kept in image pixels.",
 )
 EXIF_ORIENTATION = _rule(
-    "I004", "exif-orientation", Severity.WARNING, Action.WARN,
+    "I004", "exif-orientation", W, Action.WARN,
     "The JPEG carries an EXIF rotation. Training decodes the stored pixels without rotating them, so the "
     "boxes are taken as drawn on the stored (unrotated) pixels.",
 )
 UNSAFE_PATH = _rule(
-    "I005", "unsafe-path", Severity.ERROR, Action.DROP_IMAGE,
+    "I005", "unsafe-path", E, Action.DROP_IMAGE,
     "The file name is absolute or leaves the images folder ('..').",
 )
-# Boxes.
-BOX_NOT_FINITE = _rule("B001", "box-not-finite", Severity.ERROR, Action.DROP_ROW, "A coordinate is NaN or inf.")
-BOX_INVERTED = _rule(
-    "B002", "box-inverted", Severity.ERROR, Action.DROP_ROW, "xmax < xmin or ymax < ymin."
+TRUNCATED_IMAGE = _rule(
+    "I006", "truncated-image", E, Action.DROP_IMAGE,
+    "The file ends before the image data does (an interrupted copy or download); TensorFlow cannot decode it.",
 )
-BOX_ZERO_AREA = _rule("B003", "box-zero-area", Severity.ERROR, Action.DROP_ROW, "The box has no width or height.")
+CONVERTED_FORMAT = _rule(
+    "I007", "converted-format", W, Action.FIX,
+    "Neither JPEG nor PNG (BMP, GIF, WebP, TIFF ...): re-encoded as lossless PNG in the record (the first frame "
+    "of an animation); the file itself is left alone.",
+)
+ALPHA_CHANNEL = _rule(
+    "I008", "alpha-channel", W, Action.WARN,
+    "RGBA or transparent palette: the decoder drops alpha, so transparent areas train as the colours stored "
+    "under them.",
+)
+GRAYSCALE = _rule(
+    "I009", "grayscale", W, Action.WARN,
+    "Single-channel image: decoded as three equal channels; fine if the images at inference are grayscale too.",
+)
+CMYK = _rule(
+    "I010", "cmyk", W, Action.WARN,
+    "CMYK/YCCK JPEG: TensorFlow converts it to RGB; colours may differ from what the labelling tool showed.",
+)
+HIGH_BIT_DEPTH = _rule(
+    "I011", "16-bit", W, Action.WARN, "16 bits per channel: decoded to 8 bits per channel for training."
+)
+CASE_MISMATCH = _rule(
+    "I012", "case-mismatch", W, Action.FIX,
+    "The name differs from the file on disk only in letter case: the file on disk is used. Rename one of them: "
+    "case-sensitive file systems and GCS would not find it.",
+)
+UNLABELED_IMAGES = _rule(
+    "I013", "unlabeled-images", W, Action.WARN,
+    "Images in the images folder that no label names are not used; --unlabeled-as-negatives keeps them as "
+    "negatives (images without objects).",
+)
+# Boxes.
+BOX_NOT_FINITE = _rule("B001", "box-not-finite", E, Action.DROP_ROW, "A coordinate is NaN or inf.")
+BOX_INVERTED = _rule("B002", "box-inverted", E, Action.DROP_ROW, "xmax < xmin or ymax < ymin.")
+BOX_ZERO_AREA = _rule("B003", "box-zero-area", E, Action.DROP_ROW, "The box has no width or height.")
 BOX_CLIPPED = _rule(
-    "B004", "box-clipped", Severity.WARNING, Action.FIX,
+    "B004", "box-clipped", W, Action.FIX,
     "The box crosses the image border by at most 2 % of the image size: clipped to the image.",
 )
 BOX_OUTSIDE = _rule(
-    "B005", "box-outside-image", Severity.ERROR, Action.DROP_ROW,
-    "The box lies outside the image by more than 2 % of the image size.",
+    "B005", "box-outside-image", E, Action.DROP_ROW,
+    "The box lies outside the image by more than 2 % of the image size (negative or too large coordinates).",
+)
+BOX_TOO_SMALL = _rule(
+    "B006", "box-too-small", W, Action.DROP_ROW,
+    "A side is under 2 px, or under 1/256 of the image's longer side (under 1 px at the smallest preset input): "
+    "no anchor can learn it.",
+)
+DUPLICATE_BOX = _rule(
+    "B007", "duplicate-box", W, Action.DROP_ROW, "The same class and coordinates as an earlier box of the image."
+)
+OVERLAPPING_DUPLICATE = _rule(
+    "B008", "overlapping-duplicate", W, Action.DROP_ROW,
+    "The same class as an earlier box of the image with IoU > 0.95: almost certainly labelled twice.",
+)
+TOO_MANY_BOXES = _rule(
+    "B009", "too-many-boxes", W, Action.WARN,
+    "More boxes in one image than Model Garden keeps by default (max_num_instances = 100), which it truncates "
+    "silently; `train` raises the limit to the dataset's maximum (max_boxes_per_image in dataset.json).",
+)
+CROWD_BOX = _rule(
+    "B010", "crowd-box", W, Action.DROP_ROW,
+    "COCO iscrowd=1 marks a group of objects, not one; RetinaNet training here has no crowd handling.",
 )
 # Classes.
-UNKNOWN_CLASS = _rule(
-    "C001", "unknown-class", Severity.ERROR, Action.FATAL, "A class is not in the given label map."
+UNKNOWN_CLASS = _rule("C001", "unknown-class", E, Action.FATAL, "A class is not in the given label map.")
+NO_CLASSES = _rule("C002", "no-classes", E, Action.FATAL, "No usable box remains.")
+ESCAPED_CLASS_NAME = _rule(
+    "C003", "escaped-class-name", W, Action.FIX,
+    "The class name holds quotes, backslashes or control characters (newline, tab): written escaped in "
+    "label_map.pbtxt, which reads back to the same name.",
 )
-NO_CLASSES = _rule("C002", "no-classes", Severity.ERROR, Action.FATAL, "No usable box remains.")
+SIMILAR_CLASS_NAMES = _rule(
+    "C004", "similar-class-names", W, Action.WARN,
+    "Class names that differ only in letter case are separate classes; rename one if they are the same.",
+)
+UNKNOWN_CLASS_ID = _rule(
+    "C005", "unknown-class-id", E, Action.DROP_ROW,
+    "A numeric class (YOLO index, COCO category_id) has no name in the class list.",
+)
+# Splits.
+CLASS_MISSING_FROM_SPLIT = _rule(
+    "S001", "class-missing-from-split", W, Action.WARN,
+    "A class has no box in train (it cannot be learnt) or in val (it cannot be evaluated).",
+)
+CLASS_TOO_RARE = _rule(
+    "S002", "class-too-rare", W, Action.WARN,
+    "A class has fewer than 10 boxes in train: too few to learn; label more.",
+)
 
 
 @dataclass(frozen=True)
 class Finding:
     code: str
-    location: str  # "file:row" or "file"
+    location: str  # "file:row", "file:object N" or "file"
     message: str
 
     @property
@@ -105,7 +198,7 @@ class Finding:
 
 @dataclass
 class Report:
-    """All findings of one run, with the row reconciliation: rows in = rows written + rows reported."""
+    """All findings of one run."""
 
     findings: list[Finding] = field(default_factory=list)
 
@@ -125,3 +218,7 @@ class Report:
     def to_json(self) -> list[dict]:
         return [asdict(f) | {"rule": f.rule.name, "severity": f.rule.severity.value,
                              "action": f.rule.action.value} for f in self.findings]
+
+    @classmethod
+    def from_json(cls, findings: list[dict]) -> Report:
+        return cls([Finding(f["code"], f["location"], f["message"]) for f in findings])

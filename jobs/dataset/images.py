@@ -1,54 +1,137 @@
-"""What ``prepare`` needs to know about an image file, read from its header without decoding pixels."""
+"""What ``prepare`` needs to know about an image file: its header, its end, and optionally its decoded pixels.
+
+The header check opens the file with Pillow without decoding pixels and looks for the end marker (JPEG EOI, PNG
+IEND) in the last bytes; a file without one is decoded to tell trailing data from a truncated image. Decoding every
+image (``--verify full``) also catches corrupt data in the middle of a file.
+"""
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from jobs.dataset.findings import (
+    ALPHA_CHANNEL,
+    CMYK,
+    CONVERTED_FORMAT,
+    EXIF_ORIENTATION,
+    GRAYSCALE,
+    HIGH_BIT_DEPTH,
+    TRUNCATED_IMAGE,
+    UNREADABLE_IMAGE,
+    Rule,
+)
+
 EXIF_ORIENTATION_TAG = 0x0112
-FORMATS = {"JPEG": "jpeg", "PNG": "png"}  # what Model Garden's decoder (tf.io.decode_image) reads
+NATIVE_FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png"}  # what records carry as they are
+END_MARKERS = {"jpeg": b"\xff\xd9", "png": b"IEND"}
+TAIL_BYTES = 4096
+GRAYSCALE_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
 
 @dataclass(frozen=True)
 class ImageInfo:
     width: int
     height: int
-    format: str  # "jpeg" or "png"
-    mode: str  # PIL mode: RGB, L, RGBA, CMYK, I;16 ...
+    format: str  # lower-case Pillow format: "jpeg", "png", or one that is converted ("gif", "bmp" ...)
+    mode: str  # Pillow mode: RGB, L, RGBA, CMYK, I;16 ...
     orientation: int  # EXIF orientation, 1 = as stored
     size_bytes: int
+    bits: int = 8  # per channel
+    transparent: bool = False
+    decoded: bool = False  # every pixel was decoded
+
+    @property
+    def converted(self) -> bool:
+        """The record carries a PNG re-encoding rather than the file's bytes."""
+        return self.format not in END_MARKERS
+
+    @property
+    def record_format(self) -> str:
+        return "png" if self.converted else self.format
+
+    def notes(self) -> list[tuple[Rule, str]]:
+        """Warnings about how training will see this image (see the rules' docs)."""
+        notes = []
+        if self.converted:
+            notes.append((CONVERTED_FORMAT, f"{self.format.upper()} is re-encoded as PNG in the record"))
+        if self.transparent:
+            notes.append((ALPHA_CHANNEL, f"mode {self.mode} has transparency, which training ignores"))
+        if self.mode in GRAYSCALE_MODES:
+            notes.append((GRAYSCALE, f"mode {self.mode} is grayscale; training sees three equal channels"))
+        if self.mode == "CMYK":
+            notes.append((CMYK, "CMYK JPEG; TensorFlow converts it to RGB"))
+        if self.bits > 8:
+            notes.append((HIGH_BIT_DEPTH, f"{self.bits} bits per channel are decoded to 8"))
+        if self.orientation != 1:
+            notes.append((EXIF_ORIENTATION, f"EXIF orientation {self.orientation}; boxes are used as drawn on the "
+                                            "stored pixels"))
+        return notes
 
 
 class ImageProblem(Exception):
-    """The file cannot be used as a training image; the message says why."""
+    """The file cannot be used as a training image; ``rule`` says which check failed."""
+
+    def __init__(self, rule: Rule, message: str):
+        super().__init__(message)
+        self.rule = rule
 
 
-def inspect(path: Path) -> ImageInfo:
-    """Read the header (PIL opens lazily); raises ImageProblem for anything unusable."""
+def inspect(path: Path, decode: bool = False) -> ImageInfo:
+    """Check the header and the end of the file, and decode it when asked (or when needed to be sure)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
-            fmt = FORMATS.get(image.format or "")
-            if fmt is None:
-                raise ImageProblem(f"format {image.format} is not JPEG or PNG; convert it")
+        with open(path, "rb") as stream, Image.open(stream) as image:
+            fmt = NATIVE_FORMATS.get(image.format or "", (image.format or "unknown").lower())
+            bits = 8
+            if fmt == "png":
+                stream.seek(24)  # IHDR bit depth
+                bits = max(8, stream.read(1)[0])
+            elif image.mode.startswith("I;16"):
+                bits = 16
+            size = stream.seek(0, io.SEEK_END)
+            stream.seek(max(0, size - TAIL_BYTES))
+            ended = END_MARKERS.get(fmt, b"") in stream.read()
+            stream.seek(0)
             orientation = image.getexif().get(EXIF_ORIENTATION_TAG, 1) if fmt == "jpeg" else 1
-            return ImageInfo(image.width, image.height, fmt, image.mode, int(orientation),
-                             path.stat().st_size)
-    except FileNotFoundError:
+            transparent = image.mode in {"RGBA", "LA", "PA"} or "transparency" in image.info
+            must_decode = decode or not ended or fmt not in END_MARKERS
+            if must_decode:
+                _decode(image, truncated=not ended)
+            return ImageInfo(image.width, image.height, fmt, image.mode, int(orientation), size, bits,
+                             transparent, must_decode)
+    except (FileNotFoundError, ImageProblem):
         raise
     except UnidentifiedImageError:
-        raise ImageProblem("not an image PIL can identify (corrupt or unsupported)") from None
+        raise ImageProblem(UNREADABLE_IMAGE, "not an image Pillow can identify (corrupt or unsupported)") from None
+    except Image.DecompressionBombError as err:
+        raise ImageProblem(UNREADABLE_IMAGE, f"refused as too large: {err}") from None
+    except (OSError, SyntaxError, ValueError, IndexError) as err:
+        raise ImageProblem(UNREADABLE_IMAGE, f"cannot read the header: {err}") from None
+
+
+def _decode(image, truncated: bool) -> None:
+    try:
+        image.load()
     except (OSError, SyntaxError, ValueError) as err:
-        raise ImageProblem(f"cannot read the header: {err}") from None
+        if truncated:
+            raise ImageProblem(TRUNCATED_IMAGE, f"the file ends early (no end marker) and does not decode: "
+                                                f"{err}") from None
+        raise ImageProblem(UNREADABLE_IMAGE, f"corrupt image data, cannot decode: {err}") from None
 
 
-def decode_check(path: Path) -> None:
-    """Decode every pixel (``--verify full``): catches truncated and corrupt image data."""
+def record_bytes(path: Path, info: ImageInfo) -> bytes:
+    """The bytes a record carries: the file as it is, or a lossless PNG for formats TensorFlow cannot decode."""
+    data = path.read_bytes()
+    if not info.converted:
+        return data
     from PIL import Image
 
-    try:
-        with Image.open(path) as image:
-            image.load()
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ImageProblem(f"cannot decode: {err}") from None
+    with Image.open(io.BytesIO(data)) as image:
+        image.seek(0)
+        frame = image.convert("RGBA" if info.transparent else "RGB")
+    out = io.BytesIO()
+    frame.save(out, "PNG")
+    return out.getvalue()

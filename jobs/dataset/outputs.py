@@ -33,3 +33,16 @@ def staged_directory(out: Path) -> Iterator[Path]:
 
 def write_json(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_json_atomic(path: Path, data: object) -> None:
+    """Write under a temporary name beside ``path``, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)
+    try:
+        write_json(Path(temporary), data)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise

@@ -1,4 +1,4 @@
-"""Train/validation split by image, stratified by class, deterministic for a seed."""
+"""Train/validation(/test) split by image, stratified by class, deterministic for a seed."""
 
 from __future__ import annotations
 
@@ -6,35 +6,44 @@ import random
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
-from jobs.dataset.annotations import LabelledImage
+from jobs.dataset.annotations import SPLITS, LabelledImage
 
 NEGATIVE = "\0negative"  # stratum of images without boxes
 
 
 def split_images(
-    images: Sequence[LabelledImage], val_fraction: float, seed: int
-) -> tuple[list[LabelledImage], list[LabelledImage]]:
-    """Each image goes to the stratum of its rarest class, then each stratum is split at ``val_fraction``.
+    images: Sequence[LabelledImage], val_fraction: float, seed: int, test_fraction: float = 0.0
+) -> dict[str, list[LabelledImage]]:
+    """Images keep the split their format assigned; the others go to the stratum of their rarest class, and each
+    stratum is split at ``val_fraction`` (and ``test_fraction``).
 
-    The result depends only on the file names, their boxes, the fraction and the seed, never on row order.
+    The result depends only on the file names, their boxes, splits, the fractions and the seed, never on row order.
     """
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val fraction must be in [0, 1), got {val_fraction}")
+    if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
+        raise ValueError(f"val and test fractions must be >= 0 and sum below 1, got {val_fraction}, {test_fraction}")
+    result: dict[str, list[LabelledImage]] = {split: [] for split in SPLITS}
     frequency = Counter(box.label for image in images for box in image.boxes)
     strata: dict[str, list[LabelledImage]] = defaultdict(list)
     for image in sorted(images, key=lambda item: item.filename):
+        if image.split:
+            result[image.split].append(image)
+            continue
         labels = {box.label for box in image.boxes}
         key = min(labels, key=lambda label: (frequency[label], label)) if labels else NEGATIVE
         strata[key].append(image)
     rng = random.Random(seed)
-    train: list[LabelledImage] = []
-    val: list[LabelledImage] = []
     for key in sorted(strata):
         members = strata[key]
         rng.shuffle(members)
-        count = round(len(members) * val_fraction)
-        if val_fraction > 0 and count == 0 and len(members) >= 2:
-            count = 1
-        val.extend(members[:count])
-        train.extend(members[count:])
-    return sorted(train, key=lambda i: i.filename), sorted(val, key=lambda i: i.filename)
+        val = _count(len(members), val_fraction)
+        test = _count(len(members) - val, test_fraction * len(members) / max(1, len(members) - val))
+        result["val"] += members[:val]
+        result["test"] += members[val:val + test]
+        result["train"] += members[val + test:]
+    return {split: sorted(items, key=lambda i: i.filename) for split, items in result.items()}
+
+
+def _count(members: int, fraction: float) -> int:
+    """round(members * fraction), but at least 1 of 2 or more when the fraction is not 0."""
+    count = round(members * fraction)
+    return 1 if fraction > 0 and count == 0 and members >= 2 else min(count, members)

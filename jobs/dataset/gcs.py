@@ -1,0 +1,138 @@
+"""A prepared dataset uploaded to ``gs://bucket/prefix``: retried, checksum-verified, ``dataset.json`` last.
+
+``dataset.json`` is the commit marker: a reader that finds it finds a complete dataset. An upload therefore first
+deletes the old marker, uploads every other file (each retried on transient errors and compared by CRC32C with the
+local file after upload), deletes the old dataset's shards and charts that the new one does not have, and uploads
+the new marker last. If a file still fails, the files of this upload are deleted again and nothing claims to be a
+dataset there. ``STORAGE_EMULATOR_HOST`` points the client at an emulator (tests).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import struct
+import time
+from pathlib import Path
+
+import crc32c
+
+from jobs.dataset.parallel import Progress
+from jobs.errors import DetectorError
+
+ATTEMPTS = 4
+BACKOFF_S = 0.5
+
+
+class UploadFailed(DetectorError):
+    """An output file could not be stored intact in GCS."""
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    """``gs://bucket/a/b`` -> (``bucket``, ``a/b``)."""
+    bucket, _, prefix = uri.removeprefix("gs://").partition("/")
+    return bucket, prefix.strip("/")
+
+
+def _client():
+    from google.cloud import storage
+
+    return storage.Client()
+
+
+def _name(prefix: str, relative: str) -> str:
+    return f"{prefix}/{relative}" if prefix else relative
+
+
+def read_text(uri: str) -> str | None:
+    """The object's text, or None when it does not exist."""
+    from google.api_core.exceptions import NotFound
+
+    bucket, name = split_uri(uri)
+    try:
+        return _client().bucket(bucket).blob(name).download_as_text()
+    except NotFound:
+        return None
+
+
+def crc32c_base64(path: Path) -> str:
+    """CRC32C as GCS reports it: base64 of the big-endian 32-bit value."""
+    value = 0
+    with path.open("rb") as stream:
+        while chunk := stream.read(8 << 20):
+            value = crc32c.crc32c(chunk, value)
+    return base64.b64encode(struct.pack(">I", value)).decode()
+
+
+def upload_file(bucket, local: Path, name: str) -> int:
+    """Upload and verify one file; returns the attempts it took. UploadFailed after ATTEMPTS."""
+    from google.api_core.exceptions import GoogleAPIError
+    from google.cloud.storage.retry import DEFAULT_RETRY
+    from google.resumable_media.common import DataCorruption, InvalidResponse
+    from requests.exceptions import RequestException
+
+    expected = crc32c_base64(local)
+    problem = ""
+    for attempt in range(1, ATTEMPTS + 1):
+        blob = bucket.blob(name)
+        try:
+            blob.upload_from_filename(str(local), checksum="crc32c", retry=DEFAULT_RETRY)
+            if blob.crc32c == expected:
+                return attempt
+            problem = f"stored crc32c {blob.crc32c} differs from the local {expected}"
+        except (GoogleAPIError, DataCorruption, InvalidResponse, RequestException, ConnectionError) as err:
+            problem = f"{type(err).__name__}: {err}"
+        time.sleep(BACKOFF_S * 2 ** (attempt - 1))
+    raise UploadFailed(f"gs://{bucket.name}/{name}: {problem} ({ATTEMPTS} attempts)")
+
+
+def upload_dataset(local: Path, uri: str, marker: str, progress: Progress | None = None) -> None:
+    """Upload every file below ``local`` to ``uri``, ``marker`` last (see the module doc)."""
+    bucket_name, prefix = split_uri(uri)
+    bucket = _client().bucket(bucket_name)
+    old = _delete_marker(bucket, _name(prefix, marker))
+    files = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
+    files = [f for f in files if f != marker] + [marker]
+    uploaded: list[str] = []
+    try:
+        for index, relative in enumerate(files, start=1):
+            if relative == marker:
+                for stale in sorted(old - set(files)):
+                    bucket.blob(_name(prefix, stale)).delete()
+            upload_file(bucket, local / relative, _name(prefix, relative))
+            uploaded.append(relative)
+            if progress:
+                progress("upload", index, len(files))
+    except UploadFailed as err:
+        _delete(bucket, [_name(prefix, relative) for relative in uploaded])
+        raise UploadFailed(f"upload to {uri} failed, {err}; the files of this upload were removed and "
+                           f"{marker} was not written, so nothing there reads as a dataset: rerun prepare") from None
+
+
+def _delete(bucket, names: list[str]) -> None:
+    """Best effort: the caller is already reporting a failure."""
+    from google.api_core.exceptions import GoogleAPIError
+    from requests.exceptions import RequestException
+
+    for name in names:
+        with contextlib.suppress(GoogleAPIError, RequestException):
+            bucket.blob(name).delete()
+
+
+def _delete_marker(bucket, name: str) -> set[str]:
+    """Delete the old marker; returns the shard and chart files that the old dataset listed."""
+    from google.api_core.exceptions import NotFound
+
+    blob = bucket.blob(name)
+    try:
+        summary = json.loads(blob.download_as_text())
+    except NotFound:
+        return set()
+    except ValueError:
+        summary = {}
+    blob.delete()
+    listed = set(summary.get("stats", []))
+    for split in summary.get("splits", {}).values():
+        listed.update(shard["file"] for shard in split.get("shards", []))
+    return listed

@@ -1,0 +1,142 @@
+"""Find the file of every labelled image below the images folder, and the images that no label names.
+
+Names are relative to the images folder. A name that is absolute or climbs out with ``..`` is refused. A name that
+matches a file only when letter case is ignored uses that file (and says so). A ``gs://bucket/a/b.jpg`` reference
+is looked for as ``a/b.jpg``, then as ``b.jpg``, so a folder made by ``gsutil cp -r gs://bucket/a DIR`` or by
+copying every image flat into DIR both work.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from jobs.dataset.annotations import LabelledImage, Labels
+from jobs.dataset.findings import CASE_MISMATCH, MISSING_IMAGE, UNLABELED_IMAGES, UNSAFE_PATH, Report
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+SHOWN = 5
+
+
+@dataclass
+class _Folder:
+    files: set[str]
+    folders: set[str]
+    by_lower: dict[str, list[str]]
+
+
+@dataclass
+class Located:
+    images: list[LabelledImage] = field(default_factory=list)  # filenames now as on disk
+    dropped_rows: int = 0
+
+
+class _Tree:
+    """Directory listings below the images folder, read once each."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.folders: dict[str, _Folder | None] = {}
+
+    def folder(self, rel: str) -> _Folder | None:
+        if rel not in self.folders:
+            try:
+                entries = list(os.scandir(self.root / rel if rel else self.root))
+            except OSError:
+                self.folders[rel] = None
+                return None
+            files = {e.name for e in entries if not e.is_dir()}
+            folders = {e.name for e in entries if e.is_dir()}
+            by_lower: dict[str, list[str]] = {}
+            for name in sorted(files | folders):
+                by_lower.setdefault(name.lower(), []).append(name)
+            self.folders[rel] = _Folder(files, folders, by_lower)
+        return self.folders[rel]
+
+    def find(self, name: str) -> str | None:
+        """The name as on disk (letter case may differ), or None."""
+        parts = name.split("/")
+        actual: list[str] = []
+        for index, part in enumerate(parts):
+            listing = self.folder("/".join(actual))
+            if listing is None:
+                return None
+            last = index == len(parts) - 1
+            exact = part in (listing.files if last else listing.folders)
+            if exact:
+                actual.append(part)
+                continue
+            found = [c for c in listing.by_lower.get(part.lower(), [])
+                     if c in (listing.files if last else listing.folders)]
+            if not found:
+                return None
+            actual.append(found[0])
+        return "/".join(actual)
+
+
+def unsafe(name: str) -> bool:
+    posix = PurePosixPath(name)
+    return posix.is_absolute() or ".." in posix.parts or bool(PureWindowsPath(name).drive)
+
+
+def locate(images_dir: Path, labels: Labels, report: Report, unlabeled_as_negatives: bool) -> Located:
+    """Resolve every image of ``labels`` to its file; images not found are reported and their rows dropped."""
+    tree = _Tree(images_dir)
+    located = Located()
+    by_actual: dict[str, LabelledImage] = {}
+    for item in labels.images.values():
+        rows = f"{len(item.locations)} row(s) dropped"
+        name = item.filename.replace("\\", "/")
+        if unsafe(name):
+            report.add(UNSAFE_PATH, item.locations[0],
+                       f"'{item.filename}' must be relative to the images folder, without '..' ({rows})")
+            located.dropped_rows += len(item.locations)
+            continue
+        candidates = [name, PurePosixPath(name).name] if item.uri else [name]
+        actual = candidate = None
+        for candidate in candidates:
+            if (actual := tree.find(candidate)) is not None:
+                break
+        if actual is None:
+            also = f" as {' or '.join(candidates)} ({item.uri})" if item.uri else ""
+            report.add(MISSING_IMAGE, item.locations[0],
+                       f"image '{item.filename}' not found in {images_dir}{also} ({rows})")
+            located.dropped_rows += len(item.locations)
+            continue
+        if actual != candidate:
+            report.add(CASE_MISMATCH, item.locations[0],
+                       f"'{candidate}' is '{actual}' on disk; using it (rename one of them to match)")
+        merged = by_actual.get(actual)
+        if merged is None:
+            item.filename = actual
+            by_actual[actual] = item
+            located.images.append(item)
+        else:
+            merged.boxes += item.boxes
+            merged.locations += item.locations
+            merged.negative_rows += item.negative_rows
+    _unlabeled(images_dir, labels, set(by_actual), located, report, unlabeled_as_negatives)
+    return located
+
+
+def _unlabeled(images_dir: Path, labels: Labels, named: set[str], located: Located, report: Report,
+               as_negatives: bool) -> None:
+    unnamed = []
+    for folder, dirs, files in os.walk(images_dir):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        rel = Path(folder).relative_to(images_dir).as_posix()
+        for file in sorted(files):
+            name = file if rel == "." else f"{rel}/{file}"
+            if Path(file).suffix.lower() in IMAGE_SUFFIXES and name not in named:
+                unnamed.append(name)
+    if not unnamed:
+        return
+    if as_negatives:
+        for name in unnamed:
+            located.images.append(labels.add_negative(name, f"{images_dir.name}/{name}"))
+        return
+    examples = ", ".join(unnamed[:SHOWN]) + (f" and {len(unnamed) - SHOWN} more" if len(unnamed) > SHOWN else "")
+    report.add(UNLABELED_IMAGES, str(images_dir),
+               f"{len(unnamed)} image(s) are named by no label and not used: {examples}; pass "
+               "--unlabeled-as-negatives to keep them as negatives (images without objects)")

@@ -1,0 +1,125 @@
+"""COCO object detection JSON (``images``, ``annotations``, ``categories``; ``bbox`` is ``[x, y, width, height]``).
+
+Class names come from ``categories`` (their COCO ids are not kept: ids follow the label map rules). Images that no
+annotation names are negatives. Images are looked for beside the JSON file unless ``--images`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from jobs.dataset.annotations import Box, Labels
+from jobs.dataset.findings import (
+    BAD_FIELD,
+    BAD_HEADER,
+    CROWD_BOX,
+    EMPTY_INPUT,
+    MALFORMED_FILE,
+    UNKNOWN_CLASS_ID,
+    Report,
+)
+from jobs.dataset.readers.base import fatal, number, positive_int, read_text, register_reader
+
+
+def _looks_like_coco(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() == ".json"
+
+
+def _categories(data: dict, name: str, report: Report) -> dict[object, str]:
+    names: dict[object, str] = {}
+    for index, category in enumerate(data["categories"]):
+        if not isinstance(category, dict) or "id" not in category or not str(category.get("name", "")).strip():
+            raise fatal(report, BAD_HEADER, f"{name}:categories[{index}]",
+                        f"every category needs an id and a name, got {category!r}")
+        if category["id"] in names:
+            raise fatal(report, BAD_HEADER, f"{name}:categories[{index}]",
+                        f"category id {category['id']!r} is used twice")
+        names[category["id"]] = str(category["name"]).strip()
+    return names
+
+
+def _images(data: dict, name: str, labels: Labels, report: Report) -> dict[object, tuple[str, tuple | None]]:
+    images: dict[object, tuple[str, tuple | None]] = {}
+    for index, image in enumerate(data["images"]):
+        location = f"{name}:images[{index}]"
+        try:
+            if not isinstance(image, dict) or "id" not in image:
+                raise ValueError(f"an image needs an id and a file_name, got {image!r}")
+            if image["id"] in images:
+                raise ValueError(f"image id {image['id']!r} is used twice")
+            filename = str(image.get("file_name") or "").strip()
+            if not filename:
+                raise ValueError("file_name is empty")
+            size = None
+            if image.get("width") and image.get("height"):
+                size = (positive_int(image["width"], "width"), positive_int(image["height"], "height"))
+        except ValueError as err:
+            report.add(BAD_FIELD, location, str(err))
+            labels.drop_row()
+            continue
+        images[image["id"]] = (filename, size)
+    return images
+
+
+@register_reader(
+    "coco-json", "COCO object detection JSON: bbox [x, y, width, height] in pixels", "a .json file",
+    _looks_like_coco,
+)
+def read_coco(path: Path, report: Report) -> Labels:
+    name = path.name
+    text = read_text(path, report)
+    if not text.strip():
+        raise fatal(report, EMPTY_INPUT, name, "the file is empty")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise fatal(report, MALFORMED_FILE, f"{name}:{err.lineno}", f"not valid JSON: {err.msg}") from err
+    missing = [key for key in ("images", "annotations", "categories")
+               if not isinstance(data, dict) or not isinstance(data.get(key), list)]
+    if missing:
+        raise fatal(report, BAD_HEADER, name,
+                    f"a COCO file is an object with the lists images, annotations and categories; "
+                    f"missing or not a list: {', '.join(missing)}")
+    categories = _categories(data, name, report)
+    labels = Labels(sources=[path], images_dir=path.parent)
+    images = _images(data, name, labels, report)
+    annotated = set()
+    for index, annotation in enumerate(data["annotations"]):
+        location = f"{name}:annotations[{index}]"
+        if isinstance(annotation, dict) and "id" in annotation:
+            location = f"{name}:annotation {annotation['id']}"
+        try:
+            if not isinstance(annotation, dict):
+                raise ValueError(f"an annotation is an object, got {annotation!r}")
+            if annotation.get("image_id") not in images:
+                raise ValueError(f"image_id {annotation.get('image_id')!r} is not in images")
+            annotated.add(annotation["image_id"])
+            bbox = annotation.get("bbox")
+            if not isinstance(bbox, list) or len(bbox) != 4:
+                raise ValueError(f"bbox must be [x, y, width, height], got {bbox!r}")
+            x, y, width, height = (number(v, key) for v, key in zip(bbox, ("x", "y", "width", "height"),
+                                                                    strict=True))
+        except ValueError as err:
+            report.add(BAD_FIELD, location, str(err))
+            labels.drop_row()
+            continue
+        filename = images[annotation["image_id"]][0]
+        label = categories.get(annotation.get("category_id"))
+        if label is None:
+            report.add(UNKNOWN_CLASS_ID, location, f"category_id {annotation.get('category_id')!r} is not in "
+                                                   f"categories ({', '.join(map(repr, categories))})")
+            labels.drop_row()
+        elif annotation.get("iscrowd"):
+            report.add(CROWD_BOX, location, f"crowd box of '{label}' in '{filename}' dropped")
+            labels.drop_row()
+        else:
+            labels.add_box(filename, Box(label, x, y, x + width, y + height, location))
+    for image_id, (filename, size) in images.items():
+        if image_id not in annotated:
+            labels.add_negative(filename, f"{name}:image {image_id}")
+        if filename in labels.images:
+            labels.images[filename].stated_size = size
+    if labels.rows_in == 0:
+        raise fatal(report, EMPTY_INPUT, name, "the file lists no images")
+    return labels

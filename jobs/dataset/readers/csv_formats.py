@@ -1,0 +1,100 @@
+"""CSV exports with a header row: VoTT and the datitran/raccoon_dataset CSV (pixel coordinates)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+from jobs.dataset.annotations import Box, Labels
+from jobs.dataset.findings import BAD_FIELD, BAD_HEADER, EMPTY_INPUT, MALFORMED_FILE, Report
+from jobs.dataset.readers.base import fatal, first_line, number, read_text, register_reader
+
+VOTT_HEADER = ("image", "xmin", "ymin", "xmax", "ymax", "label")
+DATITRAN_HEADER = ("filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax")
+
+
+def header_columns(path: Path) -> set[str]:
+    return {name.strip() for name in next(csv.reader([first_line(path)]), [])}
+
+
+def _has_header(header: tuple[str, ...]):
+    return lambda path: path.is_file() and set(header) <= header_columns(path)
+
+
+def csv_text(path: Path, report: Report) -> str:
+    """The file's text, with the fatal findings every CSV format shares (empty, NUL bytes)."""
+    text = read_text(path, report)
+    if not text.strip():
+        raise fatal(report, EMPTY_INPUT, path.name, "the file is empty")
+    if "\0" in text:
+        line = text.count("\n", 0, text.index("\0")) + 1
+        raise fatal(report, MALFORMED_FILE, f"{path.name}:{line}",
+                    "the file holds NUL bytes: it is binary, not a CSV export")
+    return text
+
+
+def _csv_rows(path: Path, header: tuple[str, ...], report: Report) -> csv.DictReader:
+    rows = csv.DictReader(io.StringIO(csv_text(path, report), newline=""))
+    found = tuple(name.strip() for name in rows.fieldnames or ())
+    missing = [name for name in header if name not in found]
+    if missing:
+        raise fatal(report, BAD_HEADER, f"{path.name}:1",
+                    f"missing column(s) {', '.join(missing)}; expected header {','.join(header)}")
+    rows.fieldnames = list(found)
+    return rows
+
+
+def _read_box_rows(path: Path, report: Report, header: tuple[str, ...], file_key: str, label_key: str,
+                   sized: bool) -> Labels:
+    rows = _csv_rows(path, header, report)
+    labels = Labels(sources=[path])
+    try:
+        for row in rows:
+            location = f"{path.name}:{rows.line_num}"
+            filename = (row.get(file_key) or "").strip()
+            label = (row.get(label_key) or "").strip()
+            try:
+                if not filename:
+                    raise ValueError(f"{file_key} is empty")
+                if not label:
+                    raise ValueError(f"{label_key} is empty")
+                xmin, ymin, xmax, ymax = (number(row.get(key), key) for key in ("xmin", "ymin", "xmax", "ymax"))
+                size = _stated_size(row) if sized else None
+            except ValueError as err:
+                report.add(BAD_FIELD, location, str(err))
+                labels.drop_row()
+                continue
+            image = labels.add_box(filename, Box(label, xmin, ymin, xmax, ymax, location))
+            if size is not None:
+                image.stated_size = size
+    except csv.Error as err:
+        raise fatal(report, MALFORMED_FILE, f"{path.name}:{rows.line_num}", f"not valid CSV: {err}") from err
+    if labels.rows_in == 0:
+        raise fatal(report, EMPTY_INPUT, f"{path.name}:2", "the file has a header but no rows")
+    return labels
+
+
+def _stated_size(row: dict) -> tuple[int, int]:
+    width, height = number(row.get("width"), "width"), number(row.get("height"), "height")
+    if not (math.isfinite(width) and math.isfinite(height) and width == int(width) > 0
+            and height == int(height) > 0):
+        raise ValueError(f"width/height {row['width']}x{row['height']} is not a positive integer")
+    return int(width), int(height)
+
+
+@register_reader(
+    "vott-csv", "VoTT CSV export: one row per tag, pixel coordinates",
+    f"a CSV whose header has {','.join(VOTT_HEADER)}", _has_header(VOTT_HEADER),
+)
+def read_vott_csv(path: Path, report: Report) -> Labels:
+    return _read_box_rows(path, report, VOTT_HEADER, "image", "label", sized=False)
+
+
+@register_reader(
+    "datitran-csv", "CSV of datitran/raccoon_dataset (generate_tfrecord.py): pixel coordinates",
+    f"a CSV whose header has {','.join(DATITRAN_HEADER)}", _has_header(DATITRAN_HEADER),
+)
+def read_datitran_csv(path: Path, report: Report) -> Labels:
+    return _read_box_rows(path, report, DATITRAN_HEADER, "filename", "class", sized=True)

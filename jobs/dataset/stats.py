@@ -1,0 +1,139 @@
+"""``data stats``: PNG charts of a checked dataset (classes, boxes per image, box sizes) and a grid of samples.
+
+Charts use matplotlib's Agg canvas without pyplot (no global state, imported only here); the sample grid is drawn
+with Pillow from downscaled decodes. Each file is written under a temporary name, then renamed.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from jobs.dataset.check import Checked, CheckedImage
+
+SAMPLES = 16
+TILE = 200
+COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c", "#008080",
+           "#9a6324", "#800000", "#808000", "#000075", "#fabebe", "#ffe119", "#aaffc3")
+
+
+def write_stats(folder: Path, checked: Checked) -> list[str]:
+    """Write the charts and the sample grid into ``folder``; returns the file names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    images = [image for items in checked.splits.values() for image in items]
+    names = sorted(checked.classes, key=checked.classes.get)
+    files = {
+        "classes.png": lambda s: _classes_chart(s, images, names),
+        "boxes_per_image.png": lambda s: _boxes_per_image_chart(s, images),
+        "box_sizes.png": lambda s: _box_sizes_chart(s, images),
+        "samples.png": lambda s: _samples(s, images, names),
+    }
+    for name, draw in files.items():
+        _atomic(folder / name, draw)
+    return list(files)
+
+
+def _atomic(path: Path, draw: Callable[[io.BufferedWriter], None]) -> None:
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            draw(stream)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def _figure(width: float, height: float, columns: int = 1, left: float = 0.7, right: float = 0.2):
+    """A figure without pyplot; margins in inches (constrained layout would cost more than the drawing)."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100)
+    figure.subplots_adjust(left=left / width, right=1 - right / width, bottom=0.55 / height, top=1 - 0.4 / height,
+                           wspace=0.3)
+    return figure, figure.subplots(1, columns, squeeze=False)[0]
+
+
+def _classes_chart(stream, images: list[CheckedImage], names: list[str]) -> None:
+    boxes = Counter(box.label for image in images for box in image.boxes)
+    containing = Counter(label for image in images for label in {box.label for box in image.boxes})
+    figure, (axes,) = _figure(8, 1.3 + 0.3 * len(names), left=0.3 + 0.07 * max(map(len, names), default=1),
+                              right=1.3)
+    rows = range(len(names))
+    axes.barh([r + 0.2 for r in rows], [boxes[n] for n in names], height=0.4, label="boxes", color="#4363d8")
+    axes.barh([r - 0.2 for r in rows], [containing[n] for n in names], height=0.4, label="images", color="#f58231")
+    axes.set_yticks(list(rows), names)
+    axes.invert_yaxis()
+    axes.set_xlabel("count")
+    axes.set_title(f"boxes and images per class ({sum(1 for i in images if not i.boxes)} negative images)")
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
+    figure.savefig(stream, format="png", pil_kwargs={"compress_level": 1})
+
+
+def _boxes_per_image_chart(stream, images: list[CheckedImage]) -> None:
+    counts = [len(image.boxes) for image in images]
+    figure, (axes,) = _figure(6, 3.5)
+    top = max(counts, default=0)
+    axes.hist(counts, bins=range(0, top + 2), align="left", color="#3cb44b", rwidth=0.9)
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlabel("boxes per image")
+    axes.set_ylabel("images")
+    axes.set_title(f"boxes per image (max {top}, mean {sum(counts) / max(1, len(counts)):.2f})")
+    figure.savefig(stream, format="png", pil_kwargs={"compress_level": 1})
+
+
+def _box_sizes_chart(stream, images: list[CheckedImage]) -> None:
+    widths, heights, aspects = [], [], []
+    for image in images:
+        for box in image.boxes:
+            width, height = box.xmax - box.xmin, box.ymax - box.ymin
+            widths.append(width / image.info.width)
+            heights.append(height / image.info.height)
+            aspects.append(math.log2(width / height))
+    figure, axes = _figure(12, 3.5, columns=3)
+    for ax, values, label, colour in ((axes[0], widths, "box width / image width", "#4363d8"),
+                                      (axes[1], heights, "box height / image height", "#e6194b"),
+                                      (axes[2], aspects, "log2(width / height)", "#911eb4")):
+        ax.hist(values, bins=40, color=colour)
+        ax.set_xlabel(label)
+        ax.set_ylabel("boxes")
+    figure.suptitle(f"sizes of {len(widths)} boxes")
+    figure.savefig(stream, format="png", pil_kwargs={"compress_level": 1})
+
+
+def _pick(images: list[CheckedImage]) -> list[CheckedImage]:
+    """Evenly spaced over the name order, images with boxes first."""
+    ranked = sorted(images, key=lambda i: (not i.boxes, i.filename))
+    step = max(1, len(ranked) // SAMPLES) if sum(1 for i in ranked if i.boxes) >= SAMPLES else 1
+    return ranked[::step][:SAMPLES]
+
+
+def _samples(stream, images: list[CheckedImage], names: list[str]) -> None:
+    from PIL import Image, ImageDraw
+
+    picked = _pick(images)
+    columns = max(1, math.ceil(math.sqrt(len(picked))))
+    rows = max(1, math.ceil(len(picked) / columns))
+    grid = Image.new("RGB", (columns * TILE, rows * TILE), (32, 32, 32))
+    colour = {name: COLOURS[index % len(COLOURS)] for index, name in enumerate(names)}
+    for index, item in enumerate(picked):
+        with Image.open(item.path) as source:
+            source.draft("RGB", (TILE, TILE))
+            source.seek(0)
+            tile = source.convert("RGB")
+        scale = min(TILE / item.info.width, TILE / item.info.height)
+        tile = tile.resize((max(1, round(item.info.width * scale)), max(1, round(item.info.height * scale))))
+        draw = ImageDraw.Draw(tile)
+        for box in item.boxes:
+            shape = [box.xmin * scale, box.ymin * scale, box.xmax * scale, box.ymax * scale]
+            draw.rectangle(shape, outline=colour[box.label], width=2)
+            draw.text((shape[0] + 2, shape[1] + 1), box.label, fill=colour[box.label])
+        grid.paste(tile, ((index % columns) * TILE, (index // columns) * TILE))
+    grid.save(stream, format="PNG", compress_level=1)
