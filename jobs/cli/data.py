@@ -7,9 +7,10 @@ Exit codes: 0 the data is usable (warnings allowed), 1 fatal data errors (with `
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
+from rich.markup import escape
 
 from jobs.cli.app import data_app
 from jobs.console import console, errors, progress_bar, table
@@ -61,8 +62,7 @@ def data_prepare(
         with progress_bar("preparing") as update:
             result = prepare(options, lambda stage, done, total: update(done, total, stage=stage))
     except PrepareFailed as failure:
-        _show_counts(failure.report)
-        raise
+        _fail(failure)
     summary = result.summary
     _show_findings(result.report, f"{str(result.out).rstrip('/')}/report.json")
     _show_counts(result.report)
@@ -96,9 +96,8 @@ def data_check(
         with progress_bar("checking") as update:
             checked = check(options, lambda stage, done, total: update(done, total, stage=stage))
     except CheckFailed as failure:
-        _show_counts(failure.report)
         _write_report(report, None, failure.report)
-        raise
+        _fail(failure)
     _show_findings(checked.report, str(report) if report else None)
     _show_counts(checked.report)
     _show_splits(_split_counts(checked), f"{checked.fmt}: {labels}")
@@ -129,8 +128,7 @@ def data_stats(
         with progress_bar("checking") as update:
             checked = check(options, lambda stage, done, total: update(done, total, stage=stage))
     except CheckFailed as failure:
-        _show_counts(failure.report)
-        raise
+        _fail(failure)
     for name in write_stats(out, checked):
         console.print(str(out / name))
 
@@ -142,9 +140,16 @@ def data_rules() -> None:
                         [[r.code, r.name, r.severity.value, r.action.value, r.doc] for r in RULES.values()]))
 
 
+def _fail(failure) -> NoReturn:
+    """The counts table, then the error; class names and paths are shown literally (no rich markup)."""
+    _show_counts(failure.report)
+    errors.print(f"[red]error:[/red] {escape(str(failure))}", highlight=False)
+    raise typer.Exit(failure.exit_code)
+
+
 def _show_findings(report, where: str | None) -> None:
     for finding in report.findings[:SHOWN]:
-        errors.print(f"[yellow]{finding}[/yellow]", markup=True, highlight=False)
+        errors.print(f"[yellow]{escape(str(finding))}[/yellow]", markup=True, highlight=False)
     if len(report.findings) > SHOWN:
         rest = f" in {where}" if where else "; --report FILE lists them all"
         errors.print(f"... and {len(report.findings) - SHOWN} more{rest}")
@@ -172,7 +177,7 @@ def _split_counts(checked) -> dict:
 
 def _show_splits(summary: dict, title: str) -> None:
     splits = list(summary["splits"])
-    rows = [[c["name"]] + [summary["splits"][s]["per_class"].get(c["name"], 0) for s in splits]
+    rows = [[escape(c["name"])] + [summary["splits"][s]["per_class"].get(c["name"], 0) for s in splits]
             for c in summary["classes"]]
     rows.append(["images"] + [summary["splits"][s]["images"] for s in splits])
     console.print(table(title, ["class"] + [f"{s} boxes" for s in splits], rows))

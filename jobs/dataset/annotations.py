@@ -55,6 +55,7 @@ class Labels:
     rows_in: int = 0
     rows_dropped: int = 0
     sources: list[Path] = field(default_factory=list)  # every file read (for the input fingerprint)
+    mentioned: set[str] = field(default_factory=set)  # image names of dropped rows: labelled, not unlabeled
     images_dir: Path | None = None  # where the format keeps its images, if it says
     split_fractions: tuple[float, float] | None = None  # (val, test) for unassigned images, if the format says
 
@@ -77,6 +78,9 @@ class Labels:
         item.negative_rows.append(location)
         return item
 
-    def drop_row(self) -> None:
+    def drop_row(self, filename: str | None = None) -> None:
+        """Count a reported row; its image (if known) is not an unlabeled image, even with no row left."""
         self.rows_in += 1
         self.rows_dropped += 1
+        if filename:
+            self.mentioned.add(filename)

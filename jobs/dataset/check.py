@@ -28,6 +28,7 @@ from jobs.dataset.images import ImageInfo, ImageProblem, inspect
 from jobs.dataset.locate import Located, locate
 from jobs.dataset.parallel import Progress, parallel_map
 from jobs.dataset.readers import read_labels
+from jobs.dataset.readers.base import display_name
 from jobs.dataset.split import split_images
 from jobs.dataset.validate import (
     check_box,
@@ -207,7 +208,7 @@ def validate(loaded: Loaded, progress: Progress | None = None) -> Checked:
         kept.append(CheckedImage(image.filename, loaded.images_dir / image.filename, info, tuple(boxes)))
         split_of[image.filename] = image.split
     all_boxes = [box for image in kept for box in image.boxes]
-    source = options.labels.name
+    source = display_name(options.labels)
     if loaded.label_map is not None:
         check_classes(all_boxes, loaded.label_map, source, report)
     check_class_names({box.label for box in all_boxes}, source, report)

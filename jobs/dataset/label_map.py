@@ -10,16 +10,24 @@ from jobs.errors import UsageError
 
 _TOKEN = re.compile(r'\s*(?:(#[^\n]*)|([{}:])|("(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\')|([A-Za-z0-9_.+-]+))')
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'"}
+_QUOTED = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_ESCAPE = re.compile(r"\\(?:([0-7]{1,3})|x([0-9A-Fa-f]{1,2})|(.))", re.DOTALL)
 
 
 def quote(name: str) -> str:
-    """A text-format string literal for ``name`` (quotes, backslashes and newlines escaped)."""
-    escaped = name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
-    return f'"{escaped.replace(chr(9), chr(92) + "t")}"'
+    """A protobuf text-format string literal for ``name``: quotes, backslashes and control characters escaped."""
+    return '"' + "".join(_QUOTED.get(c) or (f"\\{ord(c):03o}" if ord(c) < 32 or ord(c) == 127 else c)
+                         for c in name) + '"'
 
 
 def _unquote(literal: str) -> str:
-    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), literal[1:-1])
+    def unescape(match: re.Match) -> str:
+        octal, hexadecimal, other = match.groups()
+        if octal or hexadecimal:
+            return chr(int(octal, 8) if octal else int(hexadecimal, 16))
+        return _ESCAPES.get(other, other)
+
+    return _ESCAPE.sub(unescape, literal[1:-1])
 
 
 def build(names: Iterable[str]) -> dict[str, int]:

@@ -116,7 +116,8 @@ def locate(images_dir: Path, labels: Labels, report: Report, unlabeled_as_negati
             merged.boxes += item.boxes
             merged.locations += item.locations
             merged.negative_rows += item.negative_rows
-    _unlabeled(images_dir, labels, set(by_actual), located, report, unlabeled_as_negatives)
+    named = set(by_actual) | {name.replace("\\", "/") for name in labels.mentioned}
+    _unlabeled(images_dir, labels, named, located, report, unlabeled_as_negatives)
     return located
 
 

@@ -41,6 +41,11 @@ def fatal(report: Report, rule: Rule, location: str, message: str) -> DataError:
     return DataError(f"{location}: {message}")
 
 
+def display_name(path: Path) -> str:
+    """The name findings use for a label file or dataset folder (``.`` stays ``.``)."""
+    return path.name or str(path)
+
+
 def read_text(path: Path, report: Report, location: str | None = None) -> str:
     """UTF-8 text (a BOM from Excel is accepted); anything else is a fatal NOT_UTF8 finding."""
     try:

@@ -102,17 +102,18 @@ def read_coco(path: Path, report: Report) -> Labels:
                                                                     strict=True))
         except ValueError as err:
             report.add(BAD_FIELD, location, str(err))
-            labels.drop_row()
+            image = images.get(annotation.get("image_id")) if isinstance(annotation, dict) else None
+            labels.drop_row(image[0] if image else None)
             continue
         filename = images[annotation["image_id"]][0]
         label = categories.get(annotation.get("category_id"))
         if label is None:
             report.add(UNKNOWN_CLASS_ID, location, f"category_id {annotation.get('category_id')!r} is not in "
                                                    f"categories ({', '.join(map(repr, categories))})")
-            labels.drop_row()
+            labels.drop_row(filename)
         elif annotation.get("iscrowd"):
             report.add(CROWD_BOX, location, f"crowd box of '{label}' in '{filename}' dropped")
-            labels.drop_row()
+            labels.drop_row(filename)
         else:
             labels.add_box(filename, Box(label, x, y, x + width, y + height, location))
     for image_id, (filename, size) in images.items():

@@ -64,7 +64,7 @@ def _read_box_rows(path: Path, report: Report, header: tuple[str, ...], file_key
                 size = _stated_size(row) if sized else None
             except ValueError as err:
                 report.add(BAD_FIELD, location, str(err))
-                labels.drop_row()
+                labels.drop_row(filename)
                 continue
             image = labels.add_box(filename, Box(label, xmin, ymin, xmax, ymax, location))
             if size is not None:

@@ -36,6 +36,10 @@ def object_path(uri: str) -> str:
     return uri.removeprefix("gs://").partition("/")[2]
 
 
+def _filename(path: str) -> str:
+    return object_path(path) if path.startswith("gs://") else path
+
+
 def _box(values: list[str]) -> tuple[float, float, float, float]:
     values = values + [""] * (8 - len(values))
     if len(values) > 8 or any(v.strip() for v in values[8:]):
@@ -79,10 +83,10 @@ def read_vertex_csv(path: Path, report: Report) -> Labels:
                     raise ValueError("LABEL is empty but a box is given")
             except ValueError as err:
                 report.add(BAD_FIELD, location, str(err))
-                labels.drop_row()
+                labels.drop_row(_filename(fields[0]) if fields else None)
                 continue
             uri = fields[0] if fields[0].startswith("gs://") else None
-            filename = object_path(uri) if uri else fields[0]
+            filename = _filename(fields[0])
             if box is None:
                 image = labels.add_negative(filename, location)
             else:

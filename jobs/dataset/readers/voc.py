@@ -16,7 +16,7 @@ from defusedxml.ElementTree import fromstring
 
 from jobs.dataset.annotations import Box, Labels
 from jobs.dataset.findings import BAD_FIELD, EMPTY_INPUT, MALFORMED_ANNOTATION, Report
-from jobs.dataset.readers.base import fatal, number, register_reader
+from jobs.dataset.readers.base import display_name, fatal, number, register_reader
 
 COORDINATES = ("xmin", "ymin", "xmax", "ymax")
 
@@ -64,14 +64,15 @@ def _read_file(xml: Path, name: str, labels: Labels, report: Report) -> None:
         labels.drop_row()
         return
     except DefusedXmlException as err:
-        report.add(MALFORMED_ANNOTATION, name, f"refused: {err} (XML entities are not allowed)")
+        report.add(MALFORMED_ANNOTATION, name, f"refused: {type(err).__name__} (entity and DTD declarations are "
+                                               "not allowed); remove the <!DOCTYPE ...> part")
         labels.drop_row()
         return
     filename = _text(root, "filename")
     if root.tag != "annotation" or not filename:
         what = f"the root element is <{root.tag}>" if root.tag != "annotation" else "<filename> is missing"
         report.add(MALFORMED_ANNOTATION, name, f"not a VOC annotation: {what}")
-        labels.drop_row()
+        labels.drop_row(filename)
         return
     objects = root.findall("object")
     if not objects:
@@ -88,7 +89,7 @@ def _read_file(xml: Path, name: str, labels: Labels, report: Report) -> None:
             coordinates = [number(_text(box, key), key) for key in COORDINATES]
         except ValueError as err:
             report.add(BAD_FIELD, location, str(err))
-            labels.drop_row()
+            labels.drop_row(filename)
             continue
         labels.add_box(filename, Box(label, *coordinates, location))
     if filename in labels.images:
@@ -106,5 +107,5 @@ def read_voc(path: Path, report: Report) -> Labels:
     for xml in files:
         _read_file(xml, xml.name, labels, report)
     if labels.rows_in == 0:
-        raise fatal(report, EMPTY_INPUT, path.name, "no .xml annotation files found")
+        raise fatal(report, EMPTY_INPUT, display_name(path), "no .xml annotation files found")
     return labels

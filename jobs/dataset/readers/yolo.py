@@ -24,7 +24,7 @@ from jobs.dataset.findings import (
     UNKNOWN_CLASS_ID,
     Report,
 )
-from jobs.dataset.readers.base import fatal, number, read_text, register_reader
+from jobs.dataset.readers.base import display_name, fatal, number, read_text, register_reader
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 YAML_SPLITS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -66,7 +66,8 @@ def _load_yaml(path: Path, report: Report) -> dict:
         data = yaml.safe_load(read_text(path, report))
     except yaml.YAMLError as err:
         line = err.problem_mark.line + 1 if getattr(err, "problem_mark", None) else 1
-        raise fatal(report, MALFORMED_FILE, f"{path.name}:{line}", f"not valid YAML: {err}") from err
+        raise fatal(report, MALFORMED_FILE, f"{path.name}:{line}",
+                    f"not valid YAML: {getattr(err, 'problem', None) or err}") from err
     if not isinstance(data, dict) or "names" not in data:
         raise fatal(report, BAD_HEADER, path.name, "a YOLO data YAML is a mapping with names (and train, val)")
     return data
@@ -111,8 +112,8 @@ def _layout(path: Path, report: Report) -> tuple[Path, list[str], dict[str | Non
         return root, names, {None: _image_files(root / "images")}, [yaml_file]
     names_file = _class_names_file(path)
     if names_file is None:
-        raise fatal(report, BAD_HEADER, path.name, "no class names: add a data YAML with names, or classes.txt "
-                                                   "with one name per line")
+        raise fatal(report, BAD_HEADER, display_name(path),
+                    "no class names: add a data YAML with names, or classes.txt with one name per line")
     names = _names([n for n in read_text(names_file, report).splitlines() if n.strip()], names_file.name, report)
     folders = {split: path / "images" / split for split in SPLITS if (path / "images" / split).is_dir()}
     if folders:
@@ -126,7 +127,7 @@ def _read_label_file(label: Path, filename: str, location: str, names: list[str]
         text = label.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as err:
         report.add(MALFORMED_ANNOTATION, location, f"byte {err.start} is not UTF-8 text")
-        labels.drop_row()
+        labels.drop_row(filename)
         return
     lines = [(number_, line.split()) for number_, line in enumerate(text.splitlines(), start=1) if line.strip()]
     if not lines:
@@ -141,13 +142,13 @@ def _read_label_file(label: Path, filename: str, location: str, names: list[str]
             numbers = [number(v, "coordinate") for v in values[1:]]
         except ValueError as err:
             report.add(BAD_FIELD, where, str(err))
-            labels.drop_row()
+            labels.drop_row(filename)
             continue
         index = int(values[0])
         if index >= len(names):
             report.add(UNKNOWN_CLASS_ID, where, f"class {index} has no name: the names list has {len(names)} "
                                                 f"(0 to {len(names) - 1})")
-            labels.drop_row()
+            labels.drop_row(filename)
             continue
         if len(values) == 5:
             cx, cy, width, height = numbers
@@ -184,5 +185,5 @@ def read_yolo(path: Path, report: Report) -> Labels:
             if filename in labels.images:
                 labels.images[filename].split = split
     if labels.rows_in == 0:
-        raise fatal(report, EMPTY_INPUT, path.name, "no images found under the dataset's image folders")
+        raise fatal(report, EMPTY_INPUT, display_name(path), "no images found under the dataset's image folders")
     return labels
