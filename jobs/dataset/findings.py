@@ -128,7 +128,8 @@ BOX_INVERTED = _rule("B002", "box-inverted", E, Action.DROP_ROW, "xmax < xmin or
 BOX_ZERO_AREA = _rule("B003", "box-zero-area", E, Action.DROP_ROW, "The box has no width or height.")
 BOX_CLIPPED = _rule(
     "B004", "box-clipped", W, Action.FIX,
-    "The box crosses the image border by at most 2 % of the image size: clipped to the image.",
+    "The box crosses the image border by at most 2 % of the image size: clipped to the image (by under 0.01 px: "
+    "float rounding, clipped without a finding).",
 )
 BOX_OUTSIDE = _rule(
     "B005", "box-outside-image", E, Action.DROP_ROW,

@@ -1,10 +1,10 @@
 """A prepared dataset uploaded to ``gs://bucket/prefix``: retried, checksum-verified, ``dataset.json`` last.
 
 ``dataset.json`` is the commit marker: a reader that finds it finds a complete dataset. An upload therefore first
-deletes the old marker, uploads every other file (each retried on transient errors and compared by CRC32C with the
-local file after upload), deletes the old dataset's shards and charts that the new one does not have, and uploads
-the new marker last. If a file still fails, the files of this upload are deleted again and nothing claims to be a
-dataset there. ``STORAGE_EMULATOR_HOST`` points the client at an emulator (tests).
+deletes the old marker, uploads every other file (each retried with exponential backoff on any error, and compared
+by CRC32C with the local file after the upload), deletes the old dataset's shards and charts that the new one does
+not have, and uploads the new marker last. If a file still fails, the files of this upload are deleted again and
+nothing claims to be a dataset there. ``STORAGE_EMULATOR_HOST`` points the client at an emulator (tests).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import crc32c
 from jobs.dataset.parallel import Progress
 from jobs.errors import DetectorError
 
-ATTEMPTS = 4
-BACKOFF_S = 0.5
+ATTEMPTS = 5
+BACKOFF_S = 1.0  # doubled after each failed attempt: 1, 2, 4, 8 s
 
 
 class UploadFailed(DetectorError):
@@ -68,7 +68,6 @@ def crc32c_base64(path: Path) -> str:
 def upload_file(bucket, local: Path, name: str) -> int:
     """Upload and verify one file; returns the attempts it took. UploadFailed after ATTEMPTS."""
     from google.api_core.exceptions import GoogleAPIError
-    from google.cloud.storage.retry import DEFAULT_RETRY
     from google.resumable_media.common import DataCorruption, InvalidResponse
     from requests.exceptions import RequestException
 
@@ -77,13 +76,14 @@ def upload_file(bucket, local: Path, name: str) -> int:
     for attempt in range(1, ATTEMPTS + 1):
         blob = bucket.blob(name)
         try:
-            blob.upload_from_filename(str(local), checksum="crc32c", retry=DEFAULT_RETRY)
+            blob.upload_from_filename(str(local), checksum="crc32c", retry=None)  # retried here, with the checksum
             if blob.crc32c == expected:
                 return attempt
             problem = f"stored crc32c {blob.crc32c} differs from the local {expected}"
         except (GoogleAPIError, DataCorruption, InvalidResponse, RequestException, ConnectionError) as err:
             problem = f"{type(err).__name__}: {err}"
-        time.sleep(BACKOFF_S * 2 ** (attempt - 1))
+        if attempt < ATTEMPTS:
+            time.sleep(BACKOFF_S * 2 ** (attempt - 1))
     raise UploadFailed(f"gs://{bucket.name}/{name}: {problem} ({ATTEMPTS} attempts)")
 
 
