@@ -1,7 +1,8 @@
 """COCO box metrics with pycocotools, from ground truth and detections in COCO JSON form.
 
-Handles the pycocotools traps: no detections at all (``loadRes`` rejects an empty list), classes without
-ground truth (their AP is undefined: reported as null, not 0 or -1), and its printing to stdout.
+Handles the pycocotools traps: no detections at all (``loadRes`` rejects an empty list), annotation ids that
+must start at 1 (an id of 0 reads as "unmatched"), integer image ids, missing ``iscrowd``/``area``, classes
+without ground truth (their AP is undefined: reported as null, not 0 or -1), and its printing to stdout.
 """
 
 from __future__ import annotations
@@ -9,10 +10,30 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import numbers
 
 import numpy as np
 
 COCO_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "ARmax1", "ARmax10", "ARmax100", "ARs", "ARm", "ARl")
+
+
+def coco_ground_truth(ground_truth: dict) -> dict:
+    """A copy pycocotools scores correctly: annotation ids 1..n, ``iscrowd`` and ``area`` set, integer image ids."""
+    ground_truth = copy.deepcopy(ground_truth)
+    images = ground_truth["images"]
+    bad = [image["id"] for image in images if not isinstance(image["id"], numbers.Integral)]
+    if bad:
+        raise ValueError(f"COCO image ids must be integers, not {bad[:3]!r}: renumber the images")
+    annotations = ground_truth["annotations"]
+    ids = [a.get("id") for a in annotations]
+    renumber = len(set(ids)) != len(ids) or any(not isinstance(i, numbers.Integral) or i < 1 for i in ids)
+    for number, annotation in enumerate(annotations, start=1):
+        if renumber:
+            annotation["id"] = number
+        annotation.setdefault("iscrowd", 0)
+        annotation.setdefault("area", annotation["bbox"][2] * annotation["bbox"][3])
+    ground_truth.setdefault("info", {})
+    return ground_truth
 
 
 def coco_metrics(ground_truth: dict, detections: list[dict]) -> dict:
@@ -28,7 +49,7 @@ def coco_metrics(ground_truth: dict, detections: list[dict]) -> dict:
         return {"summary": dict.fromkeys(COCO_KEYS, 0.0), "per_class": per_class, "detections": 0}
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
-        gt.dataset = copy.deepcopy(ground_truth)
+        gt.dataset = coco_ground_truth(ground_truth)
         gt.createIndex()
         dt = gt.loadRes(copy.deepcopy(detections))
         evaluator = COCOeval(gt, dt, iouType="bbox")
