@@ -1,0 +1,38 @@
+"""Rows of the tables shown on screen and in ``report.html``, read from an evaluation's ``metrics.json``."""
+
+from __future__ import annotations
+
+CLASS_COLUMNS = ["class", "images", "instances", "P", "R", "AP50", "AP"]
+COMPARISON_COLUMNS = ["model", "AP50", "AP", "ΔAP50", "ΔAP"]
+
+
+def class_rows(metrics: dict) -> list[list]:
+    """Ultralytics' validation table: an ``all`` row, then one per class."""
+    overall = metrics["all"]
+    rows = [["all", overall["images"], overall["instances"], overall["P"], overall["R"], overall["AP50"],
+             overall["AP"]]]
+    rows += [[name, v["images"], v["instances"], v["P"], v["R"], v["AP50"], v["AP"]]
+             for name, v in metrics["per_class"].items()]
+    return rows
+
+
+def threshold_note(metrics: dict) -> str:
+    threshold = metrics["threshold"]
+    return (f"P and R at score ≥ {threshold['score']:.2f} ({threshold['rule']}) and IoU {threshold['iou']}; "
+            "AP50 and AP (IoU 0.50:0.95) from COCO")
+
+
+def model_label(metrics: dict) -> str:
+    model = metrics.get("model", {})
+    return f"{model.get('format', 'checkpoint')}, step {metrics['step']}"
+
+
+def comparison_rows(metrics: dict) -> list[list]:
+    """This model against the float checkpoint it was exported from; empty when that is unknown."""
+    baseline = metrics.get("baseline")
+    if not baseline:
+        return []
+    summary = metrics["summary"]
+    return [[baseline["model"], baseline["AP50"], baseline["AP"], None, None],
+            [model_label(metrics), summary["AP50"], summary["AP"], f"{summary['AP50'] - baseline['AP50']:+.3f}",
+             f"{summary['AP'] - baseline['AP']:+.3f}"]]
