@@ -1,18 +1,23 @@
-"""Detectors: a checkpoint in a model dir, or an exported SavedModel, behind one call.
+"""Detectors: a checkpoint in a model dir, or an export (SavedModel or TFLite), behind one call.
 
-Both return boxes normalized to the image ([ymin, xmin, ymax, xmax] in 0..1), scores and class ids.
+All return boxes normalized to the image ([ymin, xmin, ymax, xmax] in 0..1), scores and class ids.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
+from official.vision.ops import preprocess_ops
 from official.vision.serving import detection
 
 from jobs.runtime.experiment import build_experiment, load_spec
+
+MODEL_INFO = "model.json"
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,7 @@ class CheckpointDetector:
 
 
 class SavedModelDetector:
-    """An exported model (``export``'s ``saved_model`` folder)."""
+    """An exported SavedModel (``export``'s ``saved_model`` folder): uint8 images of any size in."""
 
     def __init__(self, path: str):
         saved = os.path.join(path, "saved_model")
@@ -65,6 +70,60 @@ class SavedModelDetector:
 
     def __call__(self, image: np.ndarray) -> Detections:
         return _unbatch(self._signature(tf.convert_to_tensor(image[np.newaxis])))
+
+
+class TFLiteDetector:
+    """A TFLite export. Its model takes the preprocessed image, so the image is resized (aspect ratio kept),
+    padded and normalized here exactly as Model Garden's serving module does, and the boxes (normalized to
+    the model input) are mapped back to the image."""
+
+    def __init__(self, path: str):
+        from ai_edge_litert.interpreter import Interpreter
+
+        info = read_model_info(path)
+        self.input_size = list(info["input_size"])
+        self.keep_aspect_ratio = info["preprocessing"]["keep_aspect_ratio"]
+        with tf.io.gfile.GFile(os.path.join(path, info["file"]), "rb") as stream:
+            # One thread: with two, LiteRT 2.3's TFLite_Detection_PostProcess (per-class NMS) drops whole classes.
+            self._interpreter = Interpreter(model_content=stream.read(), num_threads=1)
+        self._run = self._interpreter.get_signature_runner()
+
+    def __call__(self, image: np.ndarray) -> Detections:
+        pixels, scale = preprocess(image, self.input_size, self.keep_aspect_ratio)
+        outputs = self._run(inputs=pixels[np.newaxis])
+        found = _unbatch(outputs)
+        height, width = image.shape[:2]
+        model_h, model_w = self.input_size
+        to_image = np.array([model_h / scale[0] / height, model_w / scale[1] / width] * 2)
+        keep = found.classes > 0  # the TFLite post-processing op may return the background class
+        return Detections(np.clip(found.boxes[keep] * to_image, 0.0, 1.0), found.scores[keep], found.classes[keep])
+
+
+def preprocess(image: np.ndarray, size: list[int], keep_aspect_ratio: bool = True) -> tuple[np.ndarray, tuple]:
+    """The input of a TFLite export: normalized, resized and padded to ``size``; and the (y, x) resize scale."""
+    pixels = preprocess_ops.normalize_image(tf.cast(image, tf.float32), offset=preprocess_ops.MEAN_RGB,
+                                            scale=preprocess_ops.STDDEV_RGB)
+    pixels, image_info = preprocess_ops.resize_and_crop_image(pixels, size, padded_size=size,
+                                                              keep_aspect_ratio=keep_aspect_ratio)
+    return pixels.numpy(), tuple(float(value) for value in image_info[2].numpy())
+
+
+def read_model_info(path: str) -> dict:
+    """An export folder's ``model.json``."""
+    info_path = os.path.join(path, MODEL_INFO)
+    if not tf.io.gfile.exists(info_path):
+        raise FileNotFoundError(f"{info_path} not found: {path} is not a folder written by `export`")
+    with tf.io.gfile.GFile(info_path) as stream:
+        return json.load(stream)
+
+
+DETECTORS: dict[str, Callable[[str], Callable[[np.ndarray], Detections]]] = {
+    "saved_model": SavedModelDetector, "tflite": TFLiteDetector, "tflite-int8": TFLiteDetector}
+
+
+def load_detector(path: str) -> Callable[[np.ndarray], Detections]:
+    """The detector for an export folder, chosen by the format its ``model.json`` records."""
+    return DETECTORS[read_model_info(path)["format"]](path)
 
 
 def decode_image(data: bytes) -> np.ndarray:

@@ -1,34 +1,32 @@
-"""Run an exported model on images: detections as data, and annotated copies of the images."""
+"""Run an exported model (any format) on images, folders of images and videos (frames sampled).
+
+Gives detections as data, annotated copies of the images (or frames), and ``detections.csv`` / ``.json``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
 
 from jobs.dataset import label_map as label_maps
-from jobs.runtime.inference import SavedModelDetector
+from jobs.errors import UsageError
+from jobs.report.drawing import Detection, draw
+from jobs.runtime.inference import load_detector
 
-PALETTE = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
-           (240, 50, 230), (210, 245, 60), (0, 128, 128), (170, 110, 40))
+__all__ = ["Detection", "Predictor", "draw", "predict_paths", "video_frames", "write_detections"]
 
-
-@dataclass(frozen=True)
-class Detection:
-    image: str
-    label: str
-    class_id: int
-    score: float
-    xmin: float
-    ymin: float
-    xmax: float
-    ymax: float  # pixels of the image as stored
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
 
 class Predictor:
     def __init__(self, model: Path):
-        self.detector = SavedModelDetector(str(model))
+        self.detector = load_detector(str(model))
         self.classes = {class_id: name for name, class_id in label_maps.load(model / "label_map.pbtxt").items()}
 
     def predict(self, path: Path, score_threshold: float = 0.3) -> tuple[list[Detection], object]:
@@ -36,32 +34,87 @@ class Predictor:
 
         with Image.open(path) as opened:
             image = opened.convert("RGB")
+        return self.detect(image, str(path), score_threshold), image
+
+    def detect(self, image, name: str, score_threshold: float = 0.3, frame: int | None = None) -> list[Detection]:
+        """Detections at or above the threshold on a PIL RGB image, in its pixels."""
         found = self.detector(np.asarray(image))
         width, height = image.size
-        detections = [
-            Detection(str(path), self.classes.get(int(c), f"class {int(c)}"), int(c), float(s),
-                      float(b[1]) * width, float(b[0]) * height, float(b[3]) * width, float(b[2]) * height)
+        return [
+            Detection(name, self.classes.get(int(c), f"class {int(c)}"), int(c), float(s),
+                      float(b[1]) * width, float(b[0]) * height, float(b[3]) * width, float(b[2]) * height, frame)
             for b, s, c in zip(found.boxes, found.scores, found.classes, strict=True) if s >= score_threshold
         ]
-        return detections, image
 
 
-def draw(image, detections: list[Detection]):
-    """A copy of the image with each box, its class and its score."""
-    from PIL import ImageDraw, ImageFont
+def video_frames(path: Path, every_s: float = 1.0) -> Iterator[tuple[int, object]]:
+    """(frame index, PIL RGB image) of one frame every ``every_s`` seconds."""
+    import cv2
+    from PIL import Image
 
-    canvas = image.copy()
-    pen = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default(size=max(10, canvas.height // 40))
-    width = max(1, round(min(canvas.size) / 200))
-    for item in detections:
-        color = PALETTE[item.class_id % len(PALETTE)]
-        pen.rectangle((item.xmin, item.ymin, item.xmax, item.ymax), outline=color, width=width)
-        text = f"{item.label} {item.score:.2f}"
-        left, top, right, bottom = pen.textbbox((0, 0), text, font=font)
-        label_w, label_h = right - left + 4, bottom - top + 4
-        x = min(max(0.0, item.xmin), max(0.0, canvas.width - label_w))  # keep the label inside the image
-        y = item.ymin - label_h if item.ymin >= label_h else item.ymin
-        pen.rectangle((x, y, x + label_w, y + label_h), fill=color)
-        pen.text((x + 2 - left, y + 2 - top), text, fill=(255, 255, 255), font=font)
-    return canvas
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise UsageError(f"{path}: cannot read this video (OpenCV could not open it)")
+    fps = capture.get(cv2.CAP_PROP_FPS) or 1.0
+    step = max(1, round(fps * every_s))
+    index = 0
+    try:
+        while capture.grab():
+            if index % step == 0:
+                ok, frame = capture.retrieve()
+                if ok:
+                    yield index, Image.fromarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            index += 1
+    finally:
+        capture.release()
+
+
+def predict_paths(predictor: Predictor, inputs: list[Path], out: Path | None = None,
+                  score_threshold: float = 0.3, every_s: float = 1.0) -> list[Detection]:
+    """Detect on image files, folders (their images and videos) and videos; with ``out``, write annotated
+    copies (``<video stem>-frame<index>.jpg`` for frames) and ``detections.csv`` / ``detections.json`` there."""
+    detections: list[Detection] = []
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    for path in _expand(inputs):
+        for name, image, frame in _pictures(path, every_s):
+            found = predictor.detect(image, str(path), score_threshold, frame)
+            detections += found
+            if out:
+                draw(image, found).save(out / name)
+    if out:
+        write_detections(detections, out)
+    return detections
+
+
+def write_detections(detections: list[Detection], out: Path) -> tuple[Path, Path]:
+    csv_path, json_path = out / "detections.csv", out / "detections.json"
+    with csv_path.open("w", newline="", encoding="utf-8") as stream:
+        writer = csv.DictWriter(stream, fieldnames=[f.name for f in fields(Detection)])
+        writer.writeheader()
+        writer.writerows(asdict(d) for d in detections)
+    json_path.write_text(json.dumps([asdict(d) for d in detections], indent=1), encoding="utf-8")
+    return csv_path, json_path
+
+
+def _pictures(path: Path, every_s: float) -> Iterator[tuple[str, object, int | None]]:
+    """(name of the annotated copy, PIL RGB image, frame index or None) of an image or a video's frames."""
+    from PIL import Image
+
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        for index, frame in video_frames(path, every_s):
+            yield f"{path.stem}-frame{index:06d}.jpg", frame, index
+    else:
+        with Image.open(path) as opened:
+            image = opened.convert("RGB")
+        yield path.name, image, None
+
+
+def _expand(inputs: list[Path]) -> Iterator[Path]:
+    for path in inputs:
+        if path.is_dir():
+            yield from sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+        elif path.exists():
+            yield path
+        else:
+            raise UsageError(f"{path} not found: give image files, folders of images or video files")
