@@ -78,6 +78,10 @@ def evaluate(
     model_dir: Annotated[str | None, typer.Option(help="a model dir written by `train`")] = None,
     data: Annotated[str | None, typer.Option(help="prepared data folder (default: the training data)")] = None,
     continuous: Annotated[bool, typer.Option(help="follow new checkpoints until the last step")] = False,
+    model: Annotated[str | None, typer.Option(help="an export folder (SavedModel or TFLite) instead")] = None,
+    split: Annotated[str, typer.Option(help="prepared split to evaluate on")] = "val",
+    score_threshold: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0, help="for P, R, the confusion matrix and the images (default: best F1)")] = None,
     stack: StackName = None,
     stack_outputs: StackFile = None,
     run: Annotated[str | None, typer.Option(help="Vertex: the run to evaluate continuously")] = None,
@@ -92,8 +96,11 @@ def evaluate(
             raise typer.BadParameter("--run is required with --stack")
         evaluate_on_vertex(stack, stack_outputs, run, accelerator, spot, dry_run, yes)
         return
-    if not model_dir:
-        raise typer.BadParameter("--model-dir is required (or --stack and --run for a Vertex job)")
+    if bool(model_dir) == bool(model):
+        raise typer.BadParameter("give --model-dir (a training run) or --model (an export), "
+                                 "or --stack and --run for a Vertex job")
+    if continuous and model:
+        raise typer.BadParameter("--continuous follows a training run: use it with --model-dir")
     quiet_tensorflow()
     from jobs.runtime import evaluate as evaluation
 
@@ -101,58 +108,69 @@ def evaluate(
         evaluation.evaluate_continuously(model_dir, data, on_result=_show_metrics)
         return
     with progress_bar("evaluating") as update:
-        result = evaluation.evaluate_checkpoint(model_dir, data, progress=update)
+        if model:
+            result = evaluation.evaluate_export(model, data, split, update, score_threshold)
+        else:
+            result = evaluation.evaluate_checkpoint(model_dir, data, split, progress=update,
+                                                    score_threshold=score_threshold)
     _show_metrics(result)
 
 
 def _show_metrics(result) -> None:
     from jobs.metrics import COCO_KEYS
+    from jobs.report import tables
 
     metrics = result.metrics
-    summary = [[key, metrics["summary"][key]] for key in COCO_KEYS]
-    console.print(table(f"COCO, step {result.step}", ["metric", "value"], summary))
-    per_class = [[name, v["AP"], v["AP50"], v["recall"]] for name, v in metrics["per_class"].items()]
-    console.print(table("per class", ["class", "AP", "AP50", "recall"], per_class))
-    console.print(f"written to {result.eval_dir}/metrics.json")
+    title = f"{tables.model_label(metrics)}, {metrics['split']} split"
+    console.print(table(title, tables.CLASS_COLUMNS, tables.class_rows(metrics)))
+    console.print(tables.threshold_note(metrics), highlight=False)
+    console.print("COCO: " + "  ".join(f"{key} {metrics['summary'][key]:.3f}" for key in COCO_KEYS),
+                  highlight=False)
+    comparison = tables.comparison_rows(metrics)
+    if comparison:
+        console.print(table("against the float checkpoint", tables.COMPARISON_COLUMNS, comparison))
+    console.print(f"report: {result.eval_dir}/report.html", highlight=False)
 
 
 @app.command()
 def export(
     model_dir: Annotated[str, typer.Option(help="a model dir written by `train`")],
     out: Annotated[str, typer.Option(help="export folder (replaced)")],
+    model_format: Annotated[str, typer.Option(
+        "--format", help="saved_model (uint8 images of any size), tflite or tflite-int8 (preprocessed input)",
+    )] = "saved_model",
 ) -> None:
-    """Export the latest checkpoint as a SavedModel (uint8 images in, normalized boxes out)."""
+    """Export the latest checkpoint as a SavedModel or a TFLite model (float or int8), with model.json."""
     quiet_tensorflow()
-    from jobs.runtime.export import export_saved_model
+    from jobs.runtime.export import export_model
 
-    with console.status("exporting"):
-        info = export_saved_model(model_dir, out)
-    console.print(f"exported step {info['step']} of {info['preset']} to {out}")
+    with console.status(f"exporting {model_format}"):
+        info = export_model(model_dir, out, model_format)
+    console.print(f"exported step {info['step']} of {info['preset']} as {model_format} to {out}")
 
 
 @app.command()
 def predict(
-    model: Annotated[Path, typer.Option(help="an export folder")],
-    images: Annotated[list[Path], typer.Argument(help="image files")],
-    out: Annotated[Path | None, typer.Option(help="write annotated copies here")] = None,
+    model: Annotated[Path, typer.Option(help="an export folder (any format)")],
+    images: Annotated[list[Path], typer.Argument(help="image files, folders of images, video files")],
+    out: Annotated[Path | None, typer.Option(help="annotated copies, detections.csv and .json go here")] = None,
     score_threshold: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.3,
+    every: Annotated[float, typer.Option(min=0.01, help="seconds between the video frames sampled")] = 1.0,
 ) -> None:
-    """Detect objects in images; print a table and draw boxes on copies."""
+    """Detect objects in images and videos; print a table, draw boxes on copies, write the detections."""
     quiet_tensorflow()
-    from jobs.runtime.predict import Predictor, draw
+    from jobs.runtime.predict import Predictor, predict_paths
 
-    predictor = Predictor(model)
-    rows = []
-    for path in images:
-        found, image = predictor.predict(path, score_threshold)
-        rows += [[path.name, d.label, d.score, f"{d.xmin:.0f},{d.ymin:.0f},{d.xmax:.0f},{d.ymax:.0f}"]
-                 for d in found] or [[path.name, "-", None, "-"]]
-        if out:
-            out.mkdir(parents=True, exist_ok=True)
-            draw(image, found).save(out / path.name)
-    console.print(table("detections", ["image", "class", "score", "box (px)"], rows))
+    with console.status("detecting"):
+        found = predict_paths(Predictor(model), images, out, score_threshold, every)
+    shown = 50  # all of them are in detections.csv
+    rows = [[Path(d.image).name + ("" if d.frame is None else f" #{d.frame}"), d.label, d.score,
+             f"{d.xmin:.0f},{d.ymin:.0f},{d.xmax:.0f},{d.ymax:.0f}"] for d in found[:shown]]
+    console.print(table("detections", ["image", "class", "score", "box (px)"], rows or [["-", "-", None, "-"]]))
+    if len(found) > shown:
+        console.print(f"… and {len(found) - shown} more")
     if out:
-        console.print(f"annotated images in {out}")
+        console.print(f"annotated images, detections.csv and detections.json in {out}")
 
 
 @app.command()
