@@ -84,8 +84,9 @@ def train(spec: TrainSpec, model_dir: str, device: str = "auto", progress: Train
 
 
 def print_progress(step: int, total: int, loss: float) -> None:
-    """One parsable line per training loop (the local backend draws its progress bar from these)."""
-    print(f"{PROGRESS_PREFIX} step={step} total={total} loss={loss:.5f}", flush=True)
+    """One parsable line per training loop on the process's stdout, even while Orbit's output goes to train.log
+    (the local backend draws its progress bar from these)."""
+    print(f"{PROGRESS_PREFIX} step={step} total={total} loss={loss:.5f}", file=sys.__stdout__, flush=True)
 
 
 @contextlib.contextmanager

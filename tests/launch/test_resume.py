@@ -44,7 +44,7 @@ def losses(output: str) -> list[float]:
 
 def test_kill_9_after_a_checkpoint_then_relaunch_continues_from_it(data, tmp_path):
     model_dir = tmp_path / "model"
-    process = subprocess.Popen(trainer(data, model_dir, 5000), cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+    process = subprocess.Popen(trainer(data, model_dir, 300), cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 240
     while not (model_dir / "checkpoint").exists():
@@ -54,13 +54,14 @@ def test_kill_9_after_a_checkpoint_then_relaunch_continues_from_it(data, tmp_pat
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     step = checkpoint_step(model_dir)
-    assert 0 < step < 5000
-    done = subprocess.run(trainer(data, model_dir, step + 50), cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=300)
+    assert 0 < step < 300
+    # The same command again, as Vertex restarts a preempted worker's container.
+    done = subprocess.run(trainer(data, model_dir, 300), cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert f"resuming from step {step} of {step + 50}" in done.stdout
-    assert f"to step {step + 50} in" in done.stdout
-    assert checkpoint_step(model_dir) == step + 50
+    assert f"resuming from step {step} of 300" in done.stdout
+    assert "to step 300 in" in done.stdout
+    assert checkpoint_step(model_dir) == 300
 
 
 def test_init_checkpoint_from_a_tar_gz_archive(data, tmp_path):
