@@ -5,6 +5,7 @@ Both take a :class:`JobSpec`; ``make_backend`` is the one place that chooses.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -86,8 +87,9 @@ class LocalBackend:
 
     def submit(self, spec: JobSpec, image_uri: str, base_output_dir: str) -> JobInfo:
         command = [sys.executable, "-m", spec.entrypoint, *spec.args]
+        env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              bufsize=1) as process:
+                              bufsize=1, env=env) as process:
             for line in process.stdout:
                 self.on_line(line.rstrip("\n"))
             code = process.wait()
