@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -62,7 +63,7 @@ class CheckOptions:
 @dataclass(frozen=True)
 class CheckedImage:
     filename: str
-    path: Path
+    path: str
     info: ImageInfo
     boxes: tuple[Box, ...]  # in pixels, checked
 
@@ -91,7 +92,7 @@ class Loaded:
         digest.update(json.dumps([CHECKS_VERSION, self.fmt, str(self.images_dir), o.val_fraction, o.seed,
                                   o.unlabeled_as_negatives, o.verify, o.strict, *extra], default=str).encode())
         for image in sorted(self.located.images, key=lambda i: i.filename):
-            stat = (self.images_dir / image.filename).stat()
+            stat = os.stat(os.path.join(self.images_dir, image.filename))
             digest.update(f"{image.filename}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
         return digest.hexdigest()
 
@@ -179,13 +180,14 @@ def validate(loaded: Loaded, progress: Progress | None = None) -> Checked:
             image.locations = [place for place in image.locations if place not in image.negative_rows]
             image.negative_rows = []
     full = options.verify == "full"
-    tasks = [(str(loaded.images_dir / image.filename), full or index % SAMPLE_EVERY == 0)
-             for index, image in enumerate(images)]
+    folder = str(loaded.images_dir)
+    paths = [os.path.join(folder, image.filename) for image in images]
+    tasks = [(path, full or index % SAMPLE_EVERY == 0) for index, path in enumerate(paths)]
     infos = parallel_map(inspect_or_problem, tasks, options.workers, progress, "inspect")
     kept: list[CheckedImage] = []
     written = 0
     split_of: dict[str, str | None] = {}
-    for image, info in zip(images, infos, strict=True):
+    for image, path, info in zip(images, paths, infos, strict=True):
         where = image.locations[0]
         if isinstance(info, tuple):
             code, reason = info
@@ -205,7 +207,7 @@ def validate(loaded: Loaded, progress: Progress | None = None) -> Checked:
             continue  # no box left: not a known negative either
         check_box_count(image.filename, where, len(boxes), report)
         written += len(boxes) if boxes else len(image.negative_rows)
-        kept.append(CheckedImage(image.filename, loaded.images_dir / image.filename, info, tuple(boxes)))
+        kept.append(CheckedImage(image.filename, path, info, tuple(boxes)))
         split_of[image.filename] = image.split
     all_boxes = [box for image in kept for box in image.boxes]
     source = display_name(options.labels)

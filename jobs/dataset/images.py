@@ -1,15 +1,17 @@
 """What ``prepare`` needs to know about an image file: its header, its end, and optionally its decoded pixels.
 
-The header check opens the file with Pillow without decoding pixels and looks for the end marker (JPEG EOI, PNG
-IEND) in the last bytes; a file without one is decoded to tell trailing data from a truncated image. Decoding every
-image (``--verify full``) also catches corrupt data in the middle of a file.
+The header check reads the JPEG/PNG header (``headers.py``; Pillow for other formats) without decoding pixels and
+looks for the end marker (JPEG EOI, PNG IEND) in the last bytes; a file without one is decoded to tell trailing
+data from a truncated image. Decoding every image (``--verify full``) also catches corrupt data inside a file.
 """
 
 from __future__ import annotations
 
 import io
+import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from jobs.dataset.findings import (
     ALPHA_CHANNEL,
@@ -22,8 +24,8 @@ from jobs.dataset.findings import (
     UNREADABLE_IMAGE,
     Rule,
 )
+from jobs.dataset.headers import EXIF_ORIENTATION_TAG, read_header
 
-EXIF_ORIENTATION_TAG = 0x0112
 NATIVE_FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png"}  # what records carry as they are
 END_MARKERS = {"jpeg": b"\xff\xd9", "png": b"IEND"}
 TAIL_BYTES = 4096
@@ -80,21 +82,49 @@ class ImageProblem(Exception):
 
 def inspect(path: Path, decode: bool = False) -> ImageInfo:
     """Check the header and the end of the file, and decode it when asked (or when needed to be sure)."""
+    with open(path, "rb") as stream:
+        try:
+            header = read_header(stream)
+        except struct.error:
+            header = None
+        if header is None:
+            return _inspect_with_pillow(stream, decode)
+        size = stream.seek(0, io.SEEK_END)
+        ended = _ended(stream, size, header.format)
+        if decode or not ended:
+            _open_and_decode(stream, truncated=not ended)
+        return ImageInfo(header.width, header.height, header.format, header.mode, header.orientation, size,
+                         header.bits, header.transparent, decode or not ended)
+
+
+def _ended(stream: BinaryIO, size: int, fmt: str) -> bool:
+    stream.seek(max(0, size - TAIL_BYTES))
+    found = END_MARKERS.get(fmt, b"") in stream.read()
+    stream.seek(0)
+    return found
+
+
+def _open_and_decode(stream: BinaryIO, truncated: bool) -> None:
+    from PIL import Image, UnidentifiedImageError
+
+    stream.seek(0)
+    try:
+        with Image.open(stream) as image:
+            _decode(image, truncated)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as err:
+        raise ImageProblem(UNREADABLE_IMAGE, f"cannot read the header: {err}") from None
+
+
+def _inspect_with_pillow(stream: BinaryIO, decode: bool) -> ImageInfo:
+    """Formats the header reader does not handle, and headers it could not parse: Pillow decides."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with open(path, "rb") as stream, Image.open(stream) as image:
+        with Image.open(stream) as image:
             fmt = NATIVE_FORMATS.get(image.format or "", (image.format or "unknown").lower())
-            bits = 8
-            if fmt == "png":
-                stream.seek(24)  # IHDR bit depth
-                bits = max(8, stream.read(1)[0])
-            elif image.mode.startswith("I;16"):
-                bits = 16
+            bits = 16 if image.mode.startswith("I;16") else 8
             size = stream.seek(0, io.SEEK_END)
-            stream.seek(max(0, size - TAIL_BYTES))
-            ended = END_MARKERS.get(fmt, b"") in stream.read()
-            stream.seek(0)
+            ended = _ended(stream, size, fmt)
             orientation = image.getexif().get(EXIF_ORIENTATION_TAG, 1) if fmt == "jpeg" else 1
             transparent = image.mode in {"RGBA", "LA", "PA"} or "transparency" in image.info
             must_decode = decode or not ended or fmt not in END_MARKERS
@@ -102,7 +132,7 @@ def inspect(path: Path, decode: bool = False) -> ImageInfo:
                 _decode(image, truncated=not ended)
             return ImageInfo(image.width, image.height, fmt, image.mode, int(orientation), size, bits,
                              transparent, must_decode)
-    except (FileNotFoundError, ImageProblem):
+    except ImageProblem:
         raise
     except UnidentifiedImageError:
         raise ImageProblem(UNREADABLE_IMAGE, "not an image Pillow can identify (corrupt or unsupported)") from None
@@ -115,7 +145,7 @@ def inspect(path: Path, decode: bool = False) -> ImageInfo:
 def _decode(image, truncated: bool) -> None:
     try:
         image.load()
-    except (OSError, SyntaxError, ValueError) as err:
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
         if truncated:
             raise ImageProblem(TRUNCATED_IMAGE, f"the file ends early (no end marker) and does not decode: "
                                                 f"{err}") from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path, PurePosixPath
 
 from jobs.dataset.annotations import LabelledImage, Labels
 from jobs.dataset.findings import CASE_MISMATCH, MISSING_IMAGE, UNLABELED_IMAGES, UNSAFE_PATH, Report
@@ -56,6 +56,9 @@ class _Tree:
 
     def find(self, name: str) -> str | None:
         """The name as on disk (letter case may differ), or None."""
+        top = self.folder("")
+        if top is not None and name in top.files:
+            return name
         parts = name.split("/")
         actual: list[str] = []
         for index, part in enumerate(parts):
@@ -76,8 +79,8 @@ class _Tree:
 
 
 def unsafe(name: str) -> bool:
-    posix = PurePosixPath(name)
-    return posix.is_absolute() or ".." in posix.parts or bool(PureWindowsPath(name).drive)
+    """Absolute (``/x``, ``C:/x``) or climbing out with ``..``; ``name`` uses ``/`` separators."""
+    return name.startswith("/") or ".." in name.split("/") or name[1:2] == ":"
 
 
 def locate(images_dir: Path, labels: Labels, report: Report, unlabeled_as_negatives: bool) -> Located:

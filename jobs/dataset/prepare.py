@@ -94,21 +94,26 @@ def _write(stage: Path, checked: Checked, options: PrepareOptions, fingerprint: 
     classes = checked.classes
     source_ids = {image.filename: index for index, image in enumerate(
         sorted((i for items in checked.splits.values() for i in items), key=lambda i: i.filename), start=1)}
-    specs = {split: [RecordSpec(str(i.path), i.filename, source_ids[i.filename], i.info,
+    specs = {split: [RecordSpec(i.path, i.filename, source_ids[i.filename], i.info,
                                 tuple((b.label, classes[b.label], b.xmin, b.ymin, b.xmax, b.ymax) for b in i.boxes))
                      for i in images]
              for split, images in checked.splits.items() if images or split != "test"}
-    written = write_shards(stage, specs, options.num_shards, options.shard_bytes, options.workers, progress)
-    (stage / "label_map.pbtxt").write_text(label_maps.dumps(classes), encoding="utf-8")
-    for split, records in specs.items():
-        write_json(stage / f"{split}_coco.json", ground_truth(
-            [GroundTruthImage(r.source_id, r.filename, r.info.width, r.info.height, [box[1:] for box in r.boxes])
-             for r in records], classes))
-    stats = []
-    if options.stats:
-        from jobs.dataset.stats import write_stats
+    stats: list[str] = []
 
-        stats = [f"stats/{name}" for name in write_stats(stage / "stats", checked)]
+    def meanwhile() -> None:
+        """What this process does while the workers write shards: ground truth, label map, charts."""
+        (stage / "label_map.pbtxt").write_text(label_maps.dumps(classes), encoding="utf-8")
+        for split, records in specs.items():
+            write_json(stage / f"{split}_coco.json", ground_truth(
+                [GroundTruthImage(r.source_id, r.filename, r.info.width, r.info.height, [b[1:] for b in r.boxes])
+                 for r in records], classes), indent=None)
+        if options.stats:
+            from jobs.dataset.stats import write_stats
+
+            stats.extend(f"stats/{name}" for name in write_stats(stage / "stats", checked))
+
+    written = write_shards(stage, specs, options.num_shards, options.shard_bytes, options.workers, progress,
+                           alongside=meanwhile)
     summary = _summary(options, checked, fingerprint, specs, written, stats)
     write_json(stage / REPORT, {"rows": summary["rows"], "counts": summary["findings"],
                                 "findings": checked.report.to_json()})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +27,12 @@ class RecordSpec:
 
 
 def write_shards(folder: Path, splits: dict[str, list[RecordSpec]], num_shards: int | None, shard_bytes: int,
-                 workers: int | None, progress: Progress | None) -> dict[str, list[dict]]:
-    """Write ``<split>-0000i-of-0000N.tfrecord`` files; returns each split's shards with counts and digests."""
+                 workers: int | None, progress: Progress | None,
+                 alongside: Callable[[], None] | None = None) -> dict[str, list[dict]]:
+    """Write ``<split>-0000i-of-0000N.tfrecord`` files; returns each split's shards with counts and digests.
+
+    ``alongside`` runs in this process while the workers write (after they have started).
+    """
     tasks = []
     for split, records in splits.items():
         if not records:
@@ -38,7 +42,7 @@ def write_shards(folder: Path, splits: dict[str, list[RecordSpec]], num_shards: 
         for index in range(count):
             tasks.append((split, str(folder / f"{split}-{index:05d}-of-{count:05d}.tfrecord"), records[index::count]))
     results = parallel_map(write_shard, [(path, records) for _, path, records in tasks], workers, None, "write",
-                           chunk=1, parallel=sum(len(t[2]) for t in tasks) >= PARALLEL_FROM)
+                           chunk=1, parallel=sum(len(t[2]) for t in tasks) >= PARALLEL_FROM, alongside=alongside)
     if progress:
         progress("write", len(tasks), len(tasks))
     written: dict[str, list[dict]] = {split: [] for split in splits}

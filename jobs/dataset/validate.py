@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
 
 from jobs.dataset.annotations import Box
 from jobs.dataset.findings import (
@@ -35,36 +34,40 @@ MODEL_GARDEN_MAX_INSTANCES = 100  # Model Garden's default max_num_instances
 MIN_TRAIN_BOXES = 10
 
 
+def _what(box: Box) -> str:
+    normalized = " normalized" if box.normalized else ""
+    return f"box ({box.xmin:g}, {box.ymin:g}, {box.xmax:g}, {box.ymax:g}){normalized} of '{box.label}'"
+
+
 def check_box(box: Box, width: int, height: int, report: Report) -> Box | None:
     """The box in pixels to write (possibly clipped), or None when it is dropped (and reported)."""
-    shown = f"({box.xmin:g}, {box.ymin:g}, {box.xmax:g}, {box.ymax:g}){' normalized' if box.normalized else ''}"
-    what = f"box {shown} of '{box.label}'"
-    px = box.in_pixels(width, height)
-    if not all(math.isfinite(c) for c in (px.xmin, px.ymin, px.xmax, px.ymax)):
-        report.add(BOX_NOT_FINITE, box.location, f"{what} has a non-finite coordinate")
+    if box.normalized:
+        xmin, ymin, xmax, ymax = box.xmin * width, box.ymin * height, box.xmax * width, box.ymax * height
+    else:
+        xmin, ymin, xmax, ymax = box.xmin, box.ymin, box.xmax, box.ymax
+    if not (math.isfinite(xmin) and math.isfinite(ymin) and math.isfinite(xmax) and math.isfinite(ymax)):
+        report.add(BOX_NOT_FINITE, box.location, f"{_what(box)} has a non-finite coordinate")
         return None
-    if px.xmax < px.xmin or px.ymax < px.ymin:
-        report.add(BOX_INVERTED, box.location, f"{what} is inverted (max < min)")
+    if xmax < xmin or ymax < ymin:
+        report.add(BOX_INVERTED, box.location, f"{_what(box)} is inverted (max < min)")
         return None
-    if px.xmax == px.xmin or px.ymax == px.ymin:
-        report.add(BOX_ZERO_AREA, box.location, f"{what} has zero area")
+    if xmax == xmin or ymax == ymin:
+        report.add(BOX_ZERO_AREA, box.location, f"{_what(box)} has zero area")
         return None
     tol_x, tol_y = CLIP_TOLERANCE * width, CLIP_TOLERANCE * height
-    if px.xmin < -tol_x or px.ymin < -tol_y or px.xmax > width + tol_x or px.ymax > height + tol_y:
+    if xmin < -tol_x or ymin < -tol_y or xmax > width + tol_x or ymax > height + tol_y:
         hint = "; coordinates in this format are fractions of the image size" if box.normalized else ""
-        report.add(BOX_OUTSIDE, box.location, f"{what} lies outside the {width}x{height} image{hint}")
+        report.add(BOX_OUTSIDE, box.location, f"{_what(box)} lies outside the {width}x{height} image{hint}")
         return None
-    clipped = replace(px, xmin=max(px.xmin, 0.0), ymin=max(px.ymin, 0.0),
-                      xmax=min(px.xmax, float(width)), ymax=min(px.ymax, float(height)))
-    if max(-px.xmin, -px.ymin, px.xmax - width, px.ymax - height) > ROUNDING_PX:
-        report.add(BOX_CLIPPED, box.location, f"{what} clipped to the {width}x{height} image")
-    side = min(clipped.xmax - clipped.xmin, clipped.ymax - clipped.ymin)
-    if side < max(MIN_BOX_PIXELS, MIN_BOX_FRACTION * max(width, height)):
-        report.add(BOX_TOO_SMALL, box.location,
-                   f"{what} is {clipped.xmax - clipped.xmin:.3g}x{clipped.ymax - clipped.ymin:.3g} px in a "
-                   f"{width}x{height} image: too small to train")
+    if xmin < 0 or ymin < 0 or xmax > width or ymax > height:
+        if max(-xmin, -ymin, xmax - width, ymax - height) > ROUNDING_PX:
+            report.add(BOX_CLIPPED, box.location, f"{_what(box)} clipped to the {width}x{height} image")
+        xmin, ymin, xmax, ymax = max(xmin, 0.0), max(ymin, 0.0), min(xmax, float(width)), min(ymax, float(height))
+    if min(xmax - xmin, ymax - ymin) < max(MIN_BOX_PIXELS, MIN_BOX_FRACTION * max(width, height)):
+        report.add(BOX_TOO_SMALL, box.location, f"{_what(box)} is {xmax - xmin:.3g}x{ymax - ymin:.3g} px in a "
+                                                f"{width}x{height} image: too small to train")
         return None
-    return clipped
+    return Box(box.label, xmin, ymin, xmax, ymax, box.location)
 
 
 def _iou(a: Box, b: Box) -> float:
