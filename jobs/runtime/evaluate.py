@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from jobs.dataset.tfrecord import read_records
+from jobs.errors import UsageError
 from jobs.metrics import COCO_KEYS, coco_ground_truth, coco_metrics
 from jobs.report.gallery import worst_image_ids
 from jobs.report.matching import analyze
@@ -103,7 +104,9 @@ def evaluate_export(path: str, data_dir: str | None = None, split: str = "val",
     """Evaluate an exported model (SavedModel or TFLite) into ``<path>/eval``, next to the float checkpoint's
     AP on the same split (``baseline`` in the metrics) when the checkpoint can be read."""
     info = read_model_info(path)
-    data_dir = data_dir or info["data"]
+    data_dir = data_dir or info.get("data")
+    if not data_dir:
+        raise UsageError(f"{path}/model.json does not say which data the model was trained on: give --data")
     baseline = float_baseline(info, data_dir, split, progress)
     about = {"step": info["step"], "checkpoint": info["checkpoint"],
              "model": {"format": info["format"], "path": path}, "baseline": baseline}
@@ -114,7 +117,8 @@ def evaluate_export(path: str, data_dir: str | None = None, split: str = "val",
 def float_baseline(info: dict, data_dir: str, split: str, progress: EvalProgress | None = None) -> dict | None:
     """AP and AP50 of the checkpoint an export came from: its saved evaluation of that step on the same split
     and data, else evaluated now; None where the checkpoint is gone."""
-    model_dir, step, checkpoint = info["model_dir"], info["step"], info["checkpoint"]
+    step, checkpoint = info["step"], info["checkpoint"]
+    model_dir = info.get("model_dir") or os.path.dirname(checkpoint)
     saved = os.path.join(model_dir, EVAL_DIR, f"metrics-{step}.json")
     metrics = None
     if tf.io.gfile.exists(saved):

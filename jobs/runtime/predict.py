@@ -73,10 +73,11 @@ def predict_paths(predictor: Predictor, inputs: list[Path], out: Path | None = N
                   score_threshold: float = 0.3, every_s: float = 1.0) -> list[Detection]:
     """Detect on image files, folders (their images and videos) and videos; with ``out``, write annotated
     copies (``<video stem>-frame<index>.jpg`` for frames) and ``detections.csv`` / ``detections.json`` there."""
+    paths = list(_expand(inputs))
     detections: list[Detection] = []
     if out:
         out.mkdir(parents=True, exist_ok=True)
-    for path in _expand(inputs):
+    for path in paths:
         for name, image, frame in _pictures(path, every_s):
             found = predictor.detect(image, str(path), score_threshold, frame)
             detections += found
