@@ -35,6 +35,7 @@ th, td { border: 1px solid #ccc; padding: 3px 10px; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 thead th { background: #f0f0f0; }
 tr.all td { font-weight: 600; }
+table.facts td { text-align: left; }
 img { max-width: 100%; border: 1px solid #ddd; }
 pre { background: #f6f6f6; padding: 10px; overflow-x: auto; font-size: 13px; }
 .note { color: #555; }
@@ -59,7 +60,7 @@ def _summary(metrics: dict) -> str:
     facts = [("model", model_label(metrics)), ("split", metrics.get("split")), ("data", metrics.get("data")),
              ("images", metrics["all"]["images"]), ("detections", metrics.get("detections")),
              ("score threshold", threshold_note(metrics))]
-    body = _table(["", "value"], [[name, value] for name, value in facts])
+    body = _table(["", "value"], [[name, value] for name, value in facts], css="facts")
     body += _table(list(COCO_KEYS), [[metrics["summary"][key] for key in COCO_KEYS]])
     comparison = comparison_rows(metrics)
     if comparison:
@@ -68,7 +69,7 @@ def _summary(metrics: dict) -> str:
 
 
 def _classes(metrics: dict) -> str:
-    body = _table(CLASS_COLUMNS, class_rows(metrics), first_row_class="all")
+    body = _table(CLASS_COLUMNS, class_rows(metrics), first_row_css="all")
     return _section("classes", "Per class", body + f'<p class="note">{_text(threshold_note(metrics))}</p>')
 
 
@@ -87,13 +88,14 @@ def _section(section: str, heading: str, body: str) -> str:
     return f'<section id="{section}"><h2>{_text(heading)}</h2>{body}</section>'
 
 
-def _table(columns: list[str], rows: list[list], first_row_class: str = "") -> str:
+def _table(columns: list[str], rows: list[list], css: str = "", first_row_css: str = "") -> str:
     head = "".join(f"<th>{_text(column)}</th>" for column in columns)
     lines = []
     for number, row in enumerate(rows):
-        css = f' class="{first_row_class}"' if number == 0 and first_row_class else ""
-        lines.append(f"<tr{css}>" + "".join(f"<td>{_cell(value)}</td>" for value in row) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
+        row_css = f' class="{first_row_css}"' if number == 0 and first_row_css else ""
+        lines.append(f"<tr{row_css}>" + "".join(f"<td>{_cell(value)}</td>" for value in row) + "</tr>")
+    table_css = f' class="{css}"' if css else ""
+    return f"<table{table_css}><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
 
 
 def _cell(value: object) -> str:
