@@ -35,7 +35,8 @@ def run_demo(out: Path, steps: int = 600, images: int = 300, console: Console | 
     paths = {
         "synthetic images": out / "synthetic" / "images", "labels (VoTT CSV)": out / "synthetic" / "vott-export.csv",
         "prepared data": out / "data", "model dir (TensorBoard)": out / "model",
-        "metrics": out / "model" / "eval" / "metrics.json", "exported model": out / "exported",
+        "metrics": out / "model" / "eval" / "metrics.json",
+        "evaluation report": out / "model" / "eval" / "report.html", "exported model": out / "exported",
         "predictions": out / "predictions",
     }
     console.print(f"[bold]1/6[/bold] drawing {images} synthetic images")
