@@ -30,7 +30,7 @@ LabelMap = Annotated[Path | None, typer.Option(help="fix class ids; classes not 
 Unlabeled = Annotated[bool, typer.Option(
     "--unlabeled-as-negatives", help="keep images of the images folder that no label names, as negatives")]
 Verify = Annotated[str, typer.Option(
-    "--verify", help="header: check every header and end marker, decode every 50th image; full: decode all")]
+    "--verify", help="header: check every header and end marker, decode every 100th image; full: decode all")]
 Strict = Annotated[bool, typer.Option("--strict", help="every finding (warnings too) is an error")]
 Workers = Annotated[int | None, typer.Option(min=1, help="processes reading images (default: all cores)")]
 
@@ -120,7 +120,7 @@ def data_stats(
 ) -> None:
     """Charts of classes, boxes per image, box sizes and a grid of samples with their boxes."""
     from jobs.dataset.check import CheckFailed, CheckOptions, check
-    from jobs.dataset.stats import write_stats
+    from jobs.dataset.stats import chart_data, write_stats
 
     options = CheckOptions(labels, images, fmt, val_fraction, seed, label_map, unlabeled_as_negatives,
                            workers=workers)
@@ -129,7 +129,7 @@ def data_stats(
             checked = check(options, lambda stage, done, total: update(done, total, stage=stage))
     except CheckFailed as failure:
         _fail(failure)
-    for name in write_stats(out, checked):
+    for name in write_stats(out, chart_data(checked)):
         console.print(str(out / name))
 
 
@@ -187,7 +187,8 @@ def _show_rows(rows: dict, verify: dict | None) -> None:
     console.print(f"rows in {rows['in']} = written {rows['written']} + reported {rows['reported']}")
     if verify:
         how = ("every image decoded" if verify["mode"] == "full" else
-               f"{verify['decoded']} decoded (every 50th and any without an end marker; --verify full decodes all)")
+               f"{verify['decoded']} decoded (every {verify['sample_every']}th and any without an end marker, or not "
+               "JPEG/PNG; --verify full decodes all)")
         console.print(f"verify {verify['mode']}: headers of {verify['images']} images checked, {how}")
 
 

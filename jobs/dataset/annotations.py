@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 SPLITS = ("train", "val", "test")
 
 
-@dataclass(frozen=True)
-class Box:
-    """One labelled box with the place it came from (for messages).
+class Box(NamedTuple):
+    """One labelled box with the place it came from (for messages); a tuple, cheap to pass between processes.
 
     Coordinates are image pixels, or fractions of the image size when ``normalized`` (Vertex AI, YOLO): those
     become pixels once the image's size is known.
@@ -23,12 +23,6 @@ class Box:
     ymax: float
     location: str
     normalized: bool = False
-
-    def in_pixels(self, width: int, height: int) -> Box:
-        if not self.normalized:
-            return self
-        return replace(self, xmin=self.xmin * width, ymin=self.ymin * height, xmax=self.xmax * width,
-                       ymax=self.ymax * height, normalized=False)
 
 
 @dataclass

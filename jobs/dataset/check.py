@@ -1,6 +1,8 @@
-"""``data check``: read the labels, find and inspect every image, check boxes, classes and the split.
+"""``data check``: read the labels, find every image, check classes, split, then check each image and its boxes.
 
-The same checks run inside ``prepare`` and ``stats``. Every input row is either kept or reported:
+``load`` reads the labels and finds the files, ``plan`` fixes class ids and the split from the labels, the
+per-image checks (``examine.py``) run in worker processes, ``finish`` merges them. ``prepare`` runs the same steps
+but examines each image in the pass that writes it. Every input row is either kept or reported:
 ``rows in = rows written + rows reported`` is verified.
 """
 
@@ -13,36 +15,24 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from jobs.dataset import label_map as label_maps
-from jobs.dataset.annotations import Box, LabelledImage, Labels
-from jobs.dataset.findings import (
-    NEGATIVE_CONFLICT,
-    NO_CLASSES,
-    RULES,
-    SIZE_MISMATCH,
-    UNREADABLE_IMAGE,
-    Report,
-    Severity,
-)
-from jobs.dataset.images import ImageInfo, ImageProblem, inspect
+from jobs.dataset.annotations import Box, Labels
+from jobs.dataset.examine import ImageJob, ImageResult, examine_all
+from jobs.dataset.findings import NEGATIVE_CONFLICT, NO_CLASSES, Report, Severity
+from jobs.dataset.images import ImageInfo
 from jobs.dataset.locate import Located, locate
-from jobs.dataset.parallel import Progress, parallel_map
+from jobs.dataset.parallel import PARALLEL_FROM, Progress, parallel_map
 from jobs.dataset.readers import read_labels
 from jobs.dataset.readers.base import display_name
 from jobs.dataset.split import split_images
-from jobs.dataset.validate import (
-    check_box,
-    check_box_count,
-    check_class_names,
-    check_classes,
-    check_split_classes,
-    drop_duplicates,
-)
+from jobs.dataset.validate import check_class_names, check_classes, check_split_classes
 from jobs.errors import DataError, UsageError
 
 VERIFY_MODES = ("header", "full")
-SAMPLE_EVERY = 50  # the default verification decodes every 50th image (in name order), the first included
+CHUNK = 128  # images per task of the header-only check
+SAMPLE_EVERY = 100  # the default verification decodes every 100th image (in name order), the first included
 CHECKS_VERSION = 2  # part of the input fingerprint: a rerun after the checks changed is not "unchanged"
 
 
@@ -60,17 +50,17 @@ class CheckOptions:
     workers: int | None = None
 
 
-@dataclass(frozen=True)
-class CheckedImage:
+class CheckedImage(NamedTuple):
     filename: str
     path: str
     info: ImageInfo
     boxes: tuple[Box, ...]  # in pixels, checked
+    source_id: int
 
 
 @dataclass
 class Loaded:
-    """The labels read and their image files found, before any image is opened."""
+    """The labels read and their image files found (and stat'ed), before any image is opened."""
 
     options: CheckOptions
     fmt: str
@@ -79,6 +69,8 @@ class Loaded:
     located: Located
     label_map: dict[str, int] | None
     report: Report
+    paths: dict[str, str]  # filename -> path
+    sizes: dict[str, tuple[int, int]]  # filename -> (bytes, mtime ns)
 
     def fingerprint(self, extra: Sequence[object] = ()) -> str:
         """Changes when a label file, an image file (name, size, mtime), an option or the checks change."""
@@ -91,10 +83,19 @@ class Loaded:
         o = self.options
         digest.update(json.dumps([CHECKS_VERSION, self.fmt, str(self.images_dir), o.val_fraction, o.seed,
                                   o.unlabeled_as_negatives, o.verify, o.strict, *extra], default=str).encode())
-        for image in sorted(self.located.images, key=lambda i: i.filename):
-            stat = os.stat(os.path.join(self.images_dir, image.filename))
-            digest.update(f"{image.filename}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        for name in sorted(self.sizes):
+            digest.update(f"{name}\0{self.sizes[name][0]}\0{self.sizes[name][1]}\n".encode())
         return digest.hexdigest()
+
+
+@dataclass
+class Plan:
+    """Class ids and the split, decided from the labels before any image is opened (so ``prepare`` reads each
+    image once, checking and writing it in the same pass)."""
+
+    classes: dict[str, int]
+    splits: dict[str, list[ImageJob]]
+    rows_dropped: int  # so far: by the reader, by locating files, by conflicts
 
 
 @dataclass
@@ -133,8 +134,6 @@ def load(options: CheckOptions) -> Loaded:
     report = Report()
     try:
         fmt, labels = read_labels(options.labels, options.fmt, report)
-    except CheckFailed:
-        raise
     except DataError:
         raise CheckFailed(report) from None
     given_map = label_maps.load(options.label_map) if options.label_map else None
@@ -148,26 +147,20 @@ def load(options: CheckOptions) -> Loaded:
     if not images_dir.is_dir():
         raise UsageError(f"the images folder {images_dir} does not exist")
     located = locate(images_dir, labels, report, options.unlabeled_as_negatives)
-    return Loaded(options, fmt, labels, images_dir, located, given_map, report)
+    folder = str(images_dir)
+    paths = {image.filename: os.path.join(folder, image.filename) for image in located.images}
+    sizes = {}
+    for name, path in paths.items():
+        try:
+            stat = os.stat(path)
+            sizes[name] = (stat.st_size, stat.st_mtime_ns)
+        except OSError:
+            sizes[name] = (0, 0)  # examining it will say what is wrong
+    return Loaded(options, fmt, labels, images_dir, located, given_map, report, paths, sizes)
 
 
-def check(options: CheckOptions, progress: Progress | None = None) -> Checked:
-    return validate(load(options), progress)
-
-
-def inspect_or_problem(task: tuple[str, bool]) -> ImageInfo | tuple[str, str]:
-    """Picklable worker: the image's header facts, or (rule code, reason) when it cannot be used."""
-    path, decode = task
-    try:
-        return inspect(Path(path), decode)
-    except FileNotFoundError:
-        return UNREADABLE_IMAGE.code, "vanished while being checked"
-    except ImageProblem as err:
-        return err.rule.code, str(err)
-
-
-def validate(loaded: Loaded, progress: Progress | None = None) -> Checked:
-    """Open every image, check every box, class and the split; CheckFailed when the data cannot be used."""
+def plan(loaded: Loaded) -> Plan:
+    """Resolve negative conflicts, check the class names, fix class ids and the split from the labels."""
     options, report = loaded.options, loaded.report
     dropped = loaded.labels.rows_dropped + loaded.located.dropped_rows
     images = sorted(loaded.located.images, key=lambda i: i.filename)
@@ -179,65 +172,68 @@ def validate(loaded: Loaded, progress: Progress | None = None) -> Checked:
             dropped += len(image.negative_rows)
             image.locations = [place for place in image.locations if place not in image.negative_rows]
             image.negative_rows = []
-    full = options.verify == "full"
-    folder = str(loaded.images_dir)
-    paths = [os.path.join(folder, image.filename) for image in images]
-    tasks = [(path, full or index % SAMPLE_EVERY == 0) for index, path in enumerate(paths)]
-    infos = parallel_map(inspect_or_problem, tasks, options.workers, progress, "inspect")
-    kept: list[CheckedImage] = []
-    written = 0
-    split_of: dict[str, str | None] = {}
-    for image, path, info in zip(images, paths, infos, strict=True):
-        where = image.locations[0]
-        if isinstance(info, tuple):
-            code, reason = info
-            report.add(RULES[code], where,
-                       f"image '{image.filename}': {reason} ({len(image.locations)} row(s) dropped)")
-            dropped += len(image.locations)
-            continue
-        if image.stated_size and image.stated_size != (info.width, info.height):
-            report.add(SIZE_MISMATCH, where, f"'{image.filename}' is {info.width}x{info.height}, the label file "
-                                             f"says {image.stated_size[0]}x{image.stated_size[1]}")
-        for rule, note in info.notes():
-            report.add(rule, where, f"'{image.filename}': {note}")
-        boxes = [b for b in (check_box(box, info.width, info.height, report) for box in image.boxes) if b]
-        boxes = drop_duplicates(boxes, report)
-        dropped += len(image.boxes) - len(boxes)
-        if image.boxes and not boxes:
-            continue  # no box left: not a known negative either
-        check_box_count(image.filename, where, len(boxes), report)
-        written += len(boxes) if boxes else len(image.negative_rows)
-        kept.append(CheckedImage(image.filename, path, info, tuple(boxes)))
-        split_of[image.filename] = image.split
-    all_boxes = [box for image in kept for box in image.boxes]
+    boxes = [box for image in images for box in image.boxes]
     source = display_name(options.labels)
     if loaded.label_map is not None:
-        check_classes(all_boxes, loaded.label_map, source, report)
-    check_class_names({box.label for box in all_boxes}, source, report)
-    if not all_boxes and not report.fatal:
+        check_classes(boxes, loaded.label_map, source, report)
+    check_class_names({box.label for box in boxes}, source, report)
+    if not boxes and not report.fatal:
         report.add(NO_CLASSES, source, "no usable box remains; see the findings above")
     if report.fatal:
         raise CheckFailed(report)
-    classes = loaded.label_map if loaded.label_map is not None else label_maps.build(b.label for b in all_boxes)
-    splits = _split(kept, split_of, loaded.labels, options)
+    classes = loaded.label_map if loaded.label_map is not None else label_maps.build(box.label for box in boxes)
+    val, test = loaded.labels.split_fractions or (options.val_fraction, 0.0)
+    jobs = {}
+    for index, image in enumerate(images):
+        jobs[image.filename] = ImageJob(
+            loaded.paths[image.filename], image.filename, tuple(image.boxes), image.locations[0],
+            len(image.locations), len(image.negative_rows), image.stated_size,
+            options.verify == "full" or index % SAMPLE_EVERY == 0, index + 1, loaded.sizes[image.filename][0])
+    splits = split_images(images, val, options.seed, test)
+    return Plan(classes, {split: [jobs[i.filename] for i in items] for split, items in splits.items()}, dropped)
+
+
+def check(options: CheckOptions, progress: Progress | None = None) -> Checked:
+    """Every check, reading image headers only (``prepare`` checks while it writes)."""
+    loaded = load(options)
+    planned = plan(loaded)
+    jobs = [job for items in planned.splits.values() for job in items]
+    chunks = [jobs[start:start + CHUNK] for start in range(0, len(jobs), CHUNK)]
+    results = parallel_map(examine_all, chunks, options.workers, progress and _per_image(progress, len(jobs)),
+                           "inspect", chunk=1, parallel=len(jobs) >= PARALLEL_FROM)
+    return finish(loaded, planned, [result for chunk in results for result in chunk])
+
+
+def _per_image(progress: Progress, total: int) -> Progress:
+    return lambda stage, done, chunks: progress(stage, min(total, done * CHUNK), total)
+
+
+def finish(loaded: Loaded, planned: Plan, results: list[ImageResult]) -> Checked:
+    """Merge the per-image results; CheckFailed when nothing usable remains (or, with --strict, any finding)."""
+    options, report = loaded.options, loaded.report
+    dropped, written = planned.rows_dropped, 0
+    by_name = {}
+    for result in sorted(results, key=lambda r: r.filename):
+        report.findings.extend(result.findings)
+        dropped += result.rows_dropped
+        written += result.rows_written
+        by_name[result.filename] = result
+    splits = {split: [CheckedImage(job.filename, job.path, r.info, r.boxes, job.source_id)
+                      for job in jobs if (r := by_name[job.filename]).kept]
+              for split, jobs in planned.splits.items()}
+    source = display_name(options.labels)
+    if not any(image.boxes for images in splits.values() for image in images):
+        report.add(NO_CLASSES, source, "no usable box remains; see the findings above")
+        raise CheckFailed(report)
     per_split = {name: Counter(b.label for image in items for b in image.boxes) for name, items in splits.items()}
-    check_split_classes(per_split, {name: len(items) for name, items in splits.items()},
-                        sorted({b.label for b in all_boxes}), source, report)
+    check_split_classes(per_split, {name: len(items) for name, items in splits.items()}, planned.classes, source,
+                        report)
     if options.strict and report.findings:
         raise CheckFailed(report, strict=True)
     rows_in = loaded.labels.rows_in
     if rows_in != written + dropped:
         raise AssertionError(f"row reconciliation failed: {rows_in} in, {written} written, {dropped} reported")
-    verify = {"mode": options.verify, "images": len(images), "decoded": sum(1 for i in infos if
-                                                                            isinstance(i, ImageInfo) and i.decoded)}
-    return Checked(loaded.fmt, loaded.images_dir, classes, splits, report,
+    verify = {"mode": options.verify, "images": len(results), "sample_every": SAMPLE_EVERY,
+              "decoded": sum(1 for r in results if r.info is not None and r.info.decoded)}
+    return Checked(loaded.fmt, loaded.images_dir, planned.classes, splits, report,
                    {"in": rows_in, "written": written, "reported": dropped}, verify)
-
-
-def _split(kept: list[CheckedImage], split_of: dict[str, str | None], labels: Labels,
-           options: CheckOptions) -> dict[str, list[CheckedImage]]:
-    val, test = labels.split_fractions or (options.val_fraction, 0.0)
-    by_name = {image.filename: image for image in kept}
-    proxies = [LabelledImage(i.filename, list(i.boxes), split=split_of[i.filename]) for i in kept]
-    return {name: [by_name[p.filename] for p in items]
-            for name, items in split_images(proxies, val, options.seed, test).items()}

@@ -7,8 +7,9 @@ the table. ``--strict`` makes every finding fatal.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class Severity(StrEnum):
@@ -183,8 +184,7 @@ CLASS_TOO_RARE = _rule(
 )
 
 
-@dataclass(frozen=True)
-class Finding:
+class Finding(NamedTuple):
     code: str
     location: str  # "file:row", "file:object N" or "file"
     message: str
@@ -217,7 +217,7 @@ class Report:
         return Counter(f.code for f in self.findings)
 
     def to_json(self) -> list[dict]:
-        return [asdict(f) | {"rule": f.rule.name, "severity": f.rule.severity.value,
+        return [f._asdict() | {"rule": f.rule.name, "severity": f.rule.severity.value,
                              "action": f.rule.action.value} for f in self.findings]
 
     @classmethod

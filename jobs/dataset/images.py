@@ -8,10 +8,9 @@ data from a truncated image. Decoding every image (``--verify full``) also catch
 from __future__ import annotations
 
 import io
-import struct
-from dataclasses import dataclass
+import os
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from jobs.dataset.findings import (
     ALPHA_CHANNEL,
@@ -24,7 +23,7 @@ from jobs.dataset.findings import (
     UNREADABLE_IMAGE,
     Rule,
 )
-from jobs.dataset.headers import EXIF_ORIENTATION_TAG, read_header
+from jobs.dataset.headers import EXIF_ORIENTATION_TAG, HEAD_BYTES, read_header
 
 NATIVE_FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png"}  # what records carry as they are
 END_MARKERS = {"jpeg": b"\xff\xd9", "png": b"IEND"}
@@ -32,8 +31,7 @@ TAIL_BYTES = 4096
 GRAYSCALE_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
 
-@dataclass(frozen=True)
-class ImageInfo:
+class ImageInfo(NamedTuple):
     width: int
     height: int
     format: str  # lower-case Pillow format: "jpeg", "png", or one that is converted ("gif", "bmp" ...)
@@ -80,21 +78,38 @@ class ImageProblem(Exception):
         self.rule = rule
 
 
-def inspect(path: Path, decode: bool = False) -> ImageInfo:
-    """Check the header and the end of the file, and decode it when asked (or when needed to be sure)."""
-    with open(path, "rb") as stream:
-        try:
-            header = read_header(stream)
-        except struct.error:
-            header = None
-        if header is None:
+def inspect(path: str | Path, decode: bool = False, data: bytes | None = None) -> ImageInfo:
+    """Check the header and the end of the file (or of ``data``, its bytes already read), and decode it when asked
+    (or when needed to be sure)."""
+    if data is None:
+        head, tail, size = _head_and_tail(path)
+        if size > len(head) and read_header(head) is None:  # a header beyond the first bytes (rare): read it all
+            data = Path(path).read_bytes()
+    if data is not None:
+        head, tail, size = data, data[-TAIL_BYTES:], len(data)
+    header = read_header(head)
+    if header is None:
+        with io.BytesIO(data) if data is not None else open(path, "rb") as stream:
             return _inspect_with_pillow(stream, decode)
-        size = stream.seek(0, io.SEEK_END)
-        ended = _ended(stream, size, header.format)
-        if decode or not ended:
+    ended = END_MARKERS[header.format] in tail
+    if decode or not ended:
+        with io.BytesIO(data) if data is not None else open(path, "rb") as stream:
             _open_and_decode(stream, truncated=not ended)
-        return ImageInfo(header.width, header.height, header.format, header.mode, header.orientation, size,
-                         header.bits, header.transparent, decode or not ended)
+    return ImageInfo(header.width, header.height, header.format, header.mode, header.orientation, size,
+                     header.bits, header.transparent, decode or not ended)
+
+
+def _head_and_tail(path: str | Path) -> tuple[bytes, bytes, int]:
+    """The first HEAD_BYTES, the last TAIL_BYTES and the size of a file, in two reads."""
+    with open(path, "rb") as stream:
+        head = stream.read(HEAD_BYTES)
+        size = os.fstat(stream.fileno()).st_size
+        if size <= len(head):
+            return head, head[-TAIL_BYTES:], len(head)
+        if size - TAIL_BYTES < len(head):
+            return head, (head + stream.read())[-TAIL_BYTES:], size
+        stream.seek(size - TAIL_BYTES)
+        return head, stream.read(), size
 
 
 def _ended(stream: BinaryIO, size: int, fmt: str) -> bool:
@@ -152,9 +167,8 @@ def _decode(image, truncated: bool) -> None:
         raise ImageProblem(UNREADABLE_IMAGE, f"corrupt image data, cannot decode: {err}") from None
 
 
-def record_bytes(path: Path, info: ImageInfo) -> bytes:
+def record_bytes(data: bytes, info: ImageInfo) -> bytes:
     """The bytes a record carries: the file as it is, or a lossless PNG for formats TensorFlow cannot decode."""
-    data = path.read_bytes()
     if not info.converted:
         return data
     from PIL import Image

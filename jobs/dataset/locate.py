@@ -38,6 +38,7 @@ class _Tree:
     def __init__(self, root: Path):
         self.root = root
         self.folders: dict[str, _Folder | None] = {}
+        self.top = self.folder("")
 
     def folder(self, rel: str) -> _Folder | None:
         if rel not in self.folders:
@@ -56,8 +57,7 @@ class _Tree:
 
     def find(self, name: str) -> str | None:
         """The name as on disk (letter case may differ), or None."""
-        top = self.folder("")
-        if top is not None and name in top.files:
+        if self.top is not None and name in self.top.files:
             return name
         parts = name.split("/")
         actual: list[str] = []
@@ -132,7 +132,7 @@ def _unlabeled(images_dir: Path, labels: Labels, named: set[str], located: Locat
         rel = Path(folder).relative_to(images_dir).as_posix()
         for file in sorted(files):
             name = file if rel == "." else f"{rel}/{file}"
-            if Path(file).suffix.lower() in IMAGE_SUFFIXES and name not in named:
+            if os.path.splitext(file)[1].lower() in IMAGE_SUFFIXES and name not in named:
                 unnamed.append(name)
     if not unnamed:
         return

@@ -19,12 +19,8 @@ def workers_for(requested: int | None) -> int:
 
 
 def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int | None, progress: Progress | None,
-                 stage: str, chunk: int | None = None, parallel: bool | None = None,
-                 alongside: Callable[[], None] | None = None) -> list[R]:
-    """``[fn(item) for item in items]``; in processes when ``parallel`` (by default: from PARALLEL_FROM items).
-
-    ``alongside`` runs in this process meanwhile; workers are forked before it starts (it may start threads).
-    """
+                 stage: str, chunk: int | None = None, parallel: bool | None = None) -> list[R]:
+    """``[fn(item) for item in items]``; in processes when ``parallel`` (by default: from PARALLEL_FROM items)."""
     workers = min(workers_for(workers), len(items)) or 1
     results: list[R] = []
     if parallel is None:
@@ -34,15 +30,10 @@ def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int | None, 
             results.append(fn(item))
             if progress:
                 progress(stage, index, len(items))
-        if alongside:
-            alongside()
         return results
     chunk = chunk or max(1, min(256, len(items) // (workers * 8)))
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        mapped = pool.map(fn, items, chunksize=chunk)  # submits every chunk: all workers are forked now
-        if alongside:
-            alongside()
-        for index, result in enumerate(mapped, start=1):
+        for index, result in enumerate(pool.map(fn, items, chunksize=chunk), start=1):
             results.append(result)
             if progress and (index % chunk == 0 or index == len(items)):
                 progress(stage, index, len(items))

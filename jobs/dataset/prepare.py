@@ -11,20 +11,23 @@ import hashlib
 import json
 import tempfile
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from jobs.dataset import label_map as label_maps
-from jobs.dataset.check import Checked, CheckFailed, CheckOptions, load, validate
+from jobs.dataset.check import Checked, CheckFailed, CheckOptions, Loaded, Plan, finish, load, plan
 from jobs.dataset.coco import GroundTruthImage, ground_truth
 from jobs.dataset.findings import Report
 from jobs.dataset.outputs import staged_directory, write_json
 from jobs.dataset.parallel import Progress
-from jobs.dataset.shards import DEFAULT_SHARD_BYTES, RecordSpec, write_shards
+from jobs.dataset.shards import DEFAULT_SHARD_BYTES, write_shards
+from jobs.dataset.stats import chart_data, chart_process, write_stats
 
 SUMMARY = "dataset.json"  # written last: its presence marks a complete dataset
 REPORT = "report.json"
+CHART_PROCESS_FROM = 2000  # images: from here charts are drawn by a process that imports matplotlib meanwhile
 
 
 @dataclass(frozen=True)
@@ -74,51 +77,59 @@ def prepare(options: PrepareOptions, progress: Progress | None = None) -> Prepar
         previous = _previous(options.out)
         if previous and previous[0].get("input_fingerprint") == fingerprint:
             return PrepareResult(options.out, previous[0], previous[1], unchanged=True)
-        checked = validate(loaded, progress)
+        planned = plan(loaded)
+        if is_gcs(options.out):
+            from jobs.dataset.gcs import upload_dataset
+
+            with tempfile.TemporaryDirectory(prefix="detector-prepare-") as stage:
+                summary, checked = _write(Path(stage), loaded, planned, options, fingerprint, progress)
+                upload_dataset(Path(stage), str(options.out), SUMMARY, progress)
+        else:
+            with staged_directory(Path(options.out)) as stage:
+                summary, checked = _write(stage, loaded, planned, options, fingerprint, progress)
     except CheckFailed as err:
         raise PrepareFailed(err.report, options.strict) from None
-    if is_gcs(options.out):
-        from jobs.dataset.gcs import upload_dataset
-
-        with tempfile.TemporaryDirectory(prefix="detector-prepare-") as stage:
-            summary = _write(Path(stage), checked, options, fingerprint, progress)
-            upload_dataset(Path(stage), str(options.out), SUMMARY, progress)
-    else:
-        with staged_directory(Path(options.out)) as stage:
-            summary = _write(stage, checked, options, fingerprint, progress)
     return PrepareResult(options.out, summary, checked.report)
 
 
-def _write(stage: Path, checked: Checked, options: PrepareOptions, fingerprint: str,
-           progress: Progress | None) -> dict:
-    classes = checked.classes
-    source_ids = {image.filename: index for index, image in enumerate(
-        sorted((i for items in checked.splits.values() for i in items), key=lambda i: i.filename), start=1)}
-    specs = {split: [RecordSpec(i.path, i.filename, source_ids[i.filename], i.info,
-                                tuple((b.label, classes[b.label], b.xmin, b.ymin, b.xmax, b.ymax) for b in i.boxes))
-                     for i in images]
-             for split, images in checked.splits.items() if images or split != "test"}
-    stats: list[str] = []
-
-    def meanwhile() -> None:
-        """What this process does while the workers write shards: ground truth, label map, charts."""
-        (stage / "label_map.pbtxt").write_text(label_maps.dumps(classes), encoding="utf-8")
-        for split, records in specs.items():
-            write_json(stage / f"{split}_coco.json", ground_truth(
-                [GroundTruthImage(r.source_id, r.filename, r.info.width, r.info.height, [b[1:] for b in r.boxes])
-                 for r in records], classes), indent=None)
-        if options.stats:
-            from jobs.dataset.stats import write_stats
-
-            stats.extend(f"stats/{name}" for name in write_stats(stage / "stats", checked))
-
-    written = write_shards(stage, specs, options.num_shards, options.shard_bytes, options.workers, progress,
-                           alongside=meanwhile)
-    summary = _summary(options, checked, fingerprint, specs, written, stats)
+def _write(stage: Path, loaded: Loaded, planned: Plan, options: PrepareOptions, fingerprint: str,
+           progress: Progress | None) -> tuple[dict, Checked]:
+    """Shards (examining each image as it is written), then, if the data is usable, everything else."""
+    images = sum(len(jobs) for jobs in planned.splits.values())
+    background = options.stats and images >= CHART_PROCESS_FROM
+    with chart_process() if background else nullcontext() as charts:
+        written, results = write_shards(stage, planned.splits, planned.classes, options.num_shards,
+                                        options.shard_bytes, options.workers, progress)
+        checked = finish(loaded, planned, results)
+        drawing = charts.submit(write_stats, stage / "stats", chart_data(checked)) if charts else None
+        _write_rest(stage, checked, written)
+        if drawing:
+            names = drawing.result()
+        else:
+            names = write_stats(stage / "stats", chart_data(checked)) if options.stats else []
+    stats = [f"stats/{name}" for name in names]
+    summary = _summary(options, checked, fingerprint, written, stats)
     write_json(stage / REPORT, {"rows": summary["rows"], "counts": summary["findings"],
                                 "findings": checked.report.to_json()})
     write_json(stage / SUMMARY, summary)
-    return summary
+    return summary, checked
+
+
+def _write_rest(stage: Path, checked: Checked, written: dict[str, list[dict]]) -> None:
+    """The label map and the COCO ground truth of each split."""
+    classes = checked.classes
+    (stage / "label_map.pbtxt").write_text(label_maps.dumps(classes), encoding="utf-8")
+    for split in _present(checked, written):
+        images = checked.splits[split]
+        write_json(stage / f"{split}_coco.json", ground_truth(
+            [GroundTruthImage(i.source_id, i.filename, i.info.width, i.info.height,
+                              [(classes[b.label], b.xmin, b.ymin, b.xmax, b.ymax) for b in i.boxes])
+             for i in images], classes), indent=None)
+
+
+def _present(checked: Checked, written: dict[str, list[dict]]) -> list[str]:
+    """train and val always; test when the format assigned images to it."""
+    return [split for split, images in checked.splits.items() if split != "test" or images or written.get(split)]
 
 
 def _previous(out: Path | str) -> tuple[dict, Report] | None:
@@ -137,25 +148,26 @@ def _previous(out: Path | str) -> tuple[dict, Report] | None:
         return None
 
 
-def _summary(options: PrepareOptions, checked: Checked, fingerprint: str, specs: dict[str, list[RecordSpec]],
-             written: dict[str, list[dict]], stats: list[str]) -> dict:
+def _summary(options: PrepareOptions, checked: Checked, fingerprint: str, written: dict[str, list[dict]],
+             stats: list[str]) -> dict:
     classes = checked.classes
     content = hashlib.sha256(label_maps.dumps(classes).encode())
     splits = {}
-    for split, records in specs.items():
-        per_class = Counter(box[0] for record in records for box in record.boxes)
-        for shard in written[split]:
+    for split in _present(checked, written):
+        images = checked.splits[split]
+        per_class = Counter(box.label for image in images for box in image.boxes)
+        for shard in written.get(split, []):
             content.update(shard["content_sha256"].encode())
         splits[split] = {
-            "images": len(records),
-            "boxes": sum(len(r.boxes) for r in records),
-            "negatives": sum(1 for r in records if not r.boxes),
+            "images": len(images),
+            "boxes": sum(len(i.boxes) for i in images),
+            "negatives": sum(1 for i in images if not i.boxes),
             "per_class": {name: per_class.get(name, 0) for name in classes},
-            "shards": written[split],
+            "shards": written.get(split, []),
             "pattern": f"{split}-*.tfrecord",
             "coco": f"{split}_coco.json",
         }
-    all_records = [r for records in specs.values() for r in records]
+    all_images = [image for images in checked.splits.values() for image in images]
     return {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "labels": str(options.labels),
@@ -166,7 +178,7 @@ def _summary(options: PrepareOptions, checked: Checked, fingerprint: str, specs:
         "classes": [{"id": class_id, "name": name}
                     for name, class_id in sorted(classes.items(), key=lambda item: item[1])],
         "splits": splits,
-        "max_boxes_per_image": max((len(r.boxes) for r in all_records), default=0),
+        "max_boxes_per_image": max((len(i.boxes) for i in all_images), default=0),
         "rows": checked.rows,
         "findings": dict(sorted(checked.report.counts().items())),
         "verify": checked.verify,

@@ -1,90 +1,112 @@
-"""TFRecord shards of ``tf.train.Example``: sized by bytes, written by worker processes, image bytes passed through."""
+"""TFRecord shards of ``tf.train.Example``: sized by bytes, each written by a worker process that reads every image
+once, examines it (``examine.py``) and writes it if it is usable, its bytes passed through unchanged."""
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
-from jobs.dataset.images import ImageInfo, record_bytes
+from jobs.dataset.examine import ImageJob, ImageResult, examine
+from jobs.dataset.images import record_bytes
 from jobs.dataset.parallel import PARALLEL_FROM, Progress, parallel_map
-from jobs.dataset.tfrecord import Bytes, Floats, Ints, encode_example, write_record
+from jobs.dataset.tfrecord import Bytes, Floats, Ints, encode_example, frame
 
 DEFAULT_SHARD_BYTES = 150 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class RecordSpec:
-    """Everything one Example needs, except the image bytes that the shard writer reads itself."""
-
-    path: str
-    filename: str
-    source_id: int
-    info: ImageInfo
-    boxes: tuple[tuple[str, int, float, float, float, float], ...]  # (label, id, xmin, ymin, xmax, ymax) px
-
-
-def write_shards(folder: Path, splits: dict[str, list[RecordSpec]], num_shards: int | None, shard_bytes: int,
-                 workers: int | None, progress: Progress | None,
-                 alongside: Callable[[], None] | None = None) -> dict[str, list[dict]]:
-    """Write ``<split>-0000i-of-0000N.tfrecord`` files; returns each split's shards with counts and digests.
-
-    ``alongside`` runs in this process while the workers write (after they have started).
-    """
+def write_shards(folder: Path, splits: dict[str, list[ImageJob]], classes: dict[str, int], num_shards: int | None,
+                 shard_bytes: int, workers: int | None,
+                 progress: Progress | None) -> tuple[dict[str, list[dict]], list[ImageResult]]:
+    """Write ``<split>-0000i-of-0000N.tfrecord`` files (round-robin); returns each split's shards with their counts
+    and digests, and the result of every image."""
     tasks = []
-    for split, records in splits.items():
-        if not records:
+    for split, jobs in splits.items():
+        if not jobs:
             continue
-        total = sum(r.info.size_bytes for r in records)
-        count = min(num_shards or max(1, math.ceil(total / shard_bytes)), len(records))
+        count = min(num_shards or max(1, math.ceil(sum(j.size_bytes for j in jobs) / shard_bytes)), len(jobs))
         for index in range(count):
-            tasks.append((split, str(folder / f"{split}-{index:05d}-of-{count:05d}.tfrecord"), records[index::count]))
-    results = parallel_map(write_shard, [(path, records) for _, path, records in tasks], workers, None, "write",
-                           chunk=1, parallel=sum(len(t[2]) for t in tasks) >= PARALLEL_FROM, alongside=alongside)
-    if progress:
-        progress("write", len(tasks), len(tasks))
+            tasks.append((split, str(folder / f"{split}-{index:05d}-of-{count:05d}.tfrecord"), jobs[index::count]))
+    images = sum(len(jobs) for _, _, jobs in tasks)
+    done = 0
+
+    def shard_written(stage: str, shards: int, total: int) -> None:
+        nonlocal done
+        done += len(tasks[shards - 1][2])
+        if progress:
+            progress(stage, done, images)
+
+    outcomes = parallel_map(write_shard, [(path, jobs, classes) for _, path, jobs in tasks], workers, shard_written,
+                            "write", chunk=1, parallel=images >= PARALLEL_FROM)
     written: dict[str, list[dict]] = {split: [] for split in splits}
-    for (split, path, _), result in zip(tasks, results, strict=True):
-        written[split].append({"file": Path(path).name} | result)
-    return written
+    results: list[ImageResult] = []
+    for (split, path, _), (shard, shard_results) in zip(tasks, outcomes, strict=True):
+        written[split].append({"file": Path(path).name} | shard)
+        results += shard_results
+    return written, results
 
 
-def write_shard(task: tuple[str, Sequence[RecordSpec]]) -> dict:
-    """Picklable worker: read each image's bytes and write one shard; returns its counts and digests."""
-    path, records = task
+def write_shard(task: tuple[str, Sequence[ImageJob], dict[str, int]]) -> tuple[dict, list[ImageResult]]:
+    """Picklable worker: read, examine and write each image of one shard; returns its counts, digest and results.
+
+    The digest covers each record's name, length and CRC32C (computed for the TFRecord framing anyway).
+    """
+    path, jobs, classes = task
     digest = hashlib.sha256()
-    size = 0
-    with open(path, "wb") as stream:
-        for record in records:
-            data = record_bytes(Path(record.path), record.info)
-            sha = hashlib.sha256(data).hexdigest()
-            digest.update(f"{record.filename}\0{sha}\n".encode())
-            example = encode_example(example_features(record, data, sha))
-            write_record(stream, example)
+    size = records = 0
+    results = []
+    with open(path, "wb", buffering=0) as stream:
+        for job in jobs:
+            data = _read(job.path)
+            result = examine(job, data)
+            results.append(result)
+            if not result.kept or data is None:
+                continue
+            example = encode_example(example_features(job, result, classes, record_bytes(data, result.info)))
+            header, footer = frame(example)
+            if os.writev(stream.fileno(), (header, example, footer)) != len(header) + len(example) + len(footer):
+                raise OSError(f"short write to {path}")
+            digest.update(f"{job.filename}\0{len(example)}\0{footer.hex()}\n".encode())
             size += len(example)
-    return {"records": len(records), "bytes": size, "content_sha256": digest.hexdigest()}
+            records += 1
+    return {"records": records, "bytes": size, "content_sha256": digest.hexdigest()}, results
 
 
-def example_features(record: RecordSpec, data: bytes, sha256: str) -> dict:
+def _read(path: str) -> bytes | None:
+    """The whole file in one read (an exact-size buffer), or None; examine() then reports why."""
+    try:
+        handle = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        size = os.fstat(handle).st_size
+        data = os.read(handle, size)
+        return data if len(data) == size else None
+    except OSError:
+        return None
+    finally:
+        os.close(handle)
+
+
+def example_features(job: ImageJob, result: ImageResult, classes: dict[str, int], data: bytes) -> dict:
     """The TF Example keys that Model Garden's TfExampleDecoder and the OD API read."""
-    width, height = record.info.width, record.info.height
-    boxes = record.boxes
+    info, boxes = result.info, result.boxes
+    width, height = info.width, info.height
     return {
         "image/encoded": Bytes([data]),
-        "image/format": Bytes([record.info.record_format]),
+        "image/format": Bytes([info.record_format]),
         "image/height": Ints([height]),
         "image/width": Ints([width]),
-        "image/filename": Bytes([record.filename]),
-        "image/source_id": Bytes([str(record.source_id)]),
-        "image/key/sha256": Bytes([sha256]),
-        "image/object/bbox/xmin": Floats([b[2] / width for b in boxes]),
-        "image/object/bbox/xmax": Floats([b[4] / width for b in boxes]),
-        "image/object/bbox/ymin": Floats([b[3] / height for b in boxes]),
-        "image/object/bbox/ymax": Floats([b[5] / height for b in boxes]),
-        "image/object/class/text": Bytes([b[0] for b in boxes]),
-        "image/object/class/label": Ints([b[1] for b in boxes]),
-        "image/object/area": Floats([(b[4] - b[2]) * (b[5] - b[3]) for b in boxes]),
+        "image/filename": Bytes([job.filename]),
+        "image/source_id": Bytes([str(job.source_id)]),
+        "image/object/bbox/xmin": Floats([b.xmin / width for b in boxes]),
+        "image/object/bbox/xmax": Floats([b.xmax / width for b in boxes]),
+        "image/object/bbox/ymin": Floats([b.ymin / height for b in boxes]),
+        "image/object/bbox/ymax": Floats([b.ymax / height for b in boxes]),
+        "image/object/class/text": Bytes([b.label for b in boxes]),
+        "image/object/class/label": Ints([classes[b.label] for b in boxes]),
+        "image/object/area": Floats([(b.xmax - b.xmin) * (b.ymax - b.ymin) for b in boxes]),
         "image/object/is_crowd": Ints([0] * len(boxes)),
     }

@@ -1,7 +1,8 @@
 """``data stats``: PNG charts of a checked dataset (classes, boxes per image, box sizes) and a grid of samples.
 
 Charts use matplotlib's Agg canvas without pyplot (no global state, imported only here); the sample grid is drawn
-with Pillow from downscaled decodes. Each file is written under a temporary name, then renamed.
+with Pillow from downscaled decodes. Each file is written under a temporary name, then renamed. ``prepare`` draws
+them in a ``chart_process`` started before the shards are written, so importing matplotlib costs no time.
 """
 
 from __future__ import annotations
@@ -11,9 +12,14 @@ import math
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
+from jobs.dataset.annotations import Box
 from jobs.dataset.check import Checked, CheckedImage
 
 SAMPLES = 16
@@ -22,19 +28,68 @@ COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f
            "#9a6324", "#800000", "#808000", "#000075", "#fabebe", "#ffe119", "#aaffc3")
 
 
-def write_stats(folder: Path, checked: Checked) -> list[str]:
-    """Write the charts and the sample grid into ``folder``; returns the file names."""
-    folder.mkdir(parents=True, exist_ok=True)
+@contextmanager
+def chart_process() -> Iterator[ProcessPoolExecutor]:
+    """One worker process that imports matplotlib now, to draw charts later (``submit(write_stats, folder,
+    chart_data(checked))``)."""
+    with ProcessPoolExecutor(max_workers=1, initializer=_import_matplotlib) as pool:
+        pool.submit(int)  # starts the process
+        yield pool
+
+
+def _import_matplotlib() -> None:
+    import matplotlib.figure  # noqa: F401
+
+
+class Sample(NamedTuple):
+    path: str
+    width: int
+    height: int
+    boxes: tuple[Box, ...]
+
+
+@dataclass(frozen=True)
+class ChartData:
+    """What the charts show, small enough to hand to another process."""
+
+    classes: list[str]
+    boxes_per_class: list[int]
+    images_per_class: list[int]
+    boxes_per_image: list[int]
+    widths: list[float]  # box width / image width
+    heights: list[float]
+    aspects: list[float]  # log2(width / height)
+    samples: list[Sample]
+
+
+def chart_data(checked: Checked) -> ChartData:
     images = [image for items in checked.splits.values() for image in items]
     names = sorted(checked.classes, key=checked.classes.get)
+    boxes = Counter(box.label for image in images for box in image.boxes)
+    containing = Counter(label for image in images for label in {box.label for box in image.boxes})
+    widths, heights, aspects = [], [], []
+    for image in images:
+        for box in image.boxes:
+            width, height = box.xmax - box.xmin, box.ymax - box.ymin
+            widths.append(width / image.info.width)
+            heights.append(height / image.info.height)
+            aspects.append(math.log2(width / height))
+    samples = [Sample(i.path, i.info.width, i.info.height, i.boxes) for i in _pick(images)]
+    return ChartData(names, [boxes[n] for n in names], [containing[n] for n in names],
+                     [len(image.boxes) for image in images], widths, heights, aspects, samples)
+
+
+def write_stats(folder: Path, data: ChartData) -> list[str]:
+    """Write the charts and the sample grid into ``folder``; returns the file names."""
+    folder.mkdir(parents=True, exist_ok=True)
     files = {
-        "classes.png": lambda s: _classes_chart(s, images, names),
-        "boxes_per_image.png": lambda s: _boxes_per_image_chart(s, images),
-        "box_sizes.png": lambda s: _box_sizes_chart(s, images),
-        "samples.png": lambda s: _samples(s, images, names),
+        "classes.png": _classes_chart,
+        "boxes_per_image.png": _boxes_per_image_chart,
+        "box_sizes.png": _box_sizes_chart,
+        "samples.png": _samples,
     }
     for name, draw in files.items():
-        _atomic(folder / name, draw)
+        _atomic(folder / name, lambda stream, draw=draw: draw(stream, data))
     return list(files)
 
 
@@ -59,29 +114,28 @@ def _figure(width: float, height: float, columns: int = 1, left: float = 0.7, ri
     return figure, figure.subplots(1, columns, squeeze=False)[0]
 
 
-def _classes_chart(stream, images: list[CheckedImage], names: list[str]) -> None:
-    boxes = Counter(box.label for image in images for box in image.boxes)
-    containing = Counter(label for image in images for label in {box.label for box in image.boxes})
+def _classes_chart(stream, data: ChartData) -> None:
+    names = data.classes
     figure, (axes,) = _figure(8, 1.3 + 0.3 * len(names), left=0.3 + 0.07 * max(map(len, names), default=1),
                               right=1.3)
     rows = range(len(names))
-    axes.barh([r + 0.2 for r in rows], [boxes[n] for n in names], height=0.4, label="boxes", color="#4363d8")
-    axes.barh([r - 0.2 for r in rows], [containing[n] for n in names], height=0.4, label="images", color="#f58231")
+    axes.barh([r + 0.2 for r in rows], data.boxes_per_class, height=0.4, label="boxes", color="#4363d8")
+    axes.barh([r - 0.2 for r in rows], data.images_per_class, height=0.4, label="images", color="#f58231")
     axes.set_yticks(list(rows), names)
     axes.invert_yaxis()
     axes.set_xlabel("count")
-    axes.set_title(f"boxes and images per class ({sum(1 for i in images if not i.boxes)} negative images)")
+    axes.set_title(f"boxes and images per class ({data.boxes_per_image.count(0)} negative images)")
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
     figure.savefig(stream, format="png", pil_kwargs={"compress_level": 1})
 
 
-def _boxes_per_image_chart(stream, images: list[CheckedImage]) -> None:
-    counts = [len(image.boxes) for image in images]
+def _boxes_per_image_chart(stream, data: ChartData) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    counts = data.boxes_per_image
     figure, (axes,) = _figure(6, 3.5)
     top = max(counts, default=0)
     axes.hist(counts, bins=range(0, top + 2), align="left", color="#3cb44b", rwidth=0.9)
-    from matplotlib.ticker import MaxNLocator
-
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("boxes per image")
     axes.set_ylabel("images")
@@ -89,22 +143,15 @@ def _boxes_per_image_chart(stream, images: list[CheckedImage]) -> None:
     figure.savefig(stream, format="png", pil_kwargs={"compress_level": 1})
 
 
-def _box_sizes_chart(stream, images: list[CheckedImage]) -> None:
-    widths, heights, aspects = [], [], []
-    for image in images:
-        for box in image.boxes:
-            width, height = box.xmax - box.xmin, box.ymax - box.ymin
-            widths.append(width / image.info.width)
-            heights.append(height / image.info.height)
-            aspects.append(math.log2(width / height))
+def _box_sizes_chart(stream, data: ChartData) -> None:
     figure, axes = _figure(12, 3.5, columns=3)
-    for ax, values, label, colour in ((axes[0], widths, "box width / image width", "#4363d8"),
-                                      (axes[1], heights, "box height / image height", "#e6194b"),
-                                      (axes[2], aspects, "log2(width / height)", "#911eb4")):
-        ax.hist(values, bins=40, color=colour)
+    for ax, values, label, colour in ((axes[0], data.widths, "box width / image width", "#4363d8"),
+                                      (axes[1], data.heights, "box height / image height", "#e6194b"),
+                                      (axes[2], data.aspects, "log2(width / height)", "#911eb4")):
+        ax.hist(values, bins=40, color=colour, histtype="stepfilled")
         ax.set_xlabel(label)
         ax.set_ylabel("boxes")
-    figure.suptitle(f"sizes of {len(widths)} boxes")
+    figure.suptitle(f"sizes of {len(data.widths)} boxes")
     figure.savefig(stream, format="png", pil_kwargs={"compress_level": 1})
 
 
@@ -115,21 +162,21 @@ def _pick(images: list[CheckedImage]) -> list[CheckedImage]:
     return ranked[::step][:SAMPLES]
 
 
-def _samples(stream, images: list[CheckedImage], names: list[str]) -> None:
+def _samples(stream, data: ChartData) -> None:
     from PIL import Image, ImageDraw
 
-    picked = _pick(images)
+    picked = data.samples
     columns = max(1, math.ceil(math.sqrt(len(picked))))
     rows = max(1, math.ceil(len(picked) / columns))
     grid = Image.new("RGB", (columns * TILE, rows * TILE), (32, 32, 32))
-    colour = {name: COLOURS[index % len(COLOURS)] for index, name in enumerate(names)}
+    colour = {name: COLOURS[index % len(COLOURS)] for index, name in enumerate(data.classes)}
     for index, item in enumerate(picked):
         with Image.open(item.path) as source:
             source.draft("RGB", (TILE, TILE))
             source.seek(0)
             tile = source.convert("RGB")
-        scale = min(TILE / item.info.width, TILE / item.info.height)
-        tile = tile.resize((max(1, round(item.info.width * scale)), max(1, round(item.info.height * scale))))
+        scale = min(TILE / item.width, TILE / item.height)
+        tile = tile.resize((max(1, round(item.width * scale)), max(1, round(item.height * scale))))
         draw = ImageDraw.Draw(tile)
         for box in item.boxes:
             shape = [box.xmin * scale, box.ymin * scale, box.xmax * scale, box.ymax * scale]

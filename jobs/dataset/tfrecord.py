@@ -33,6 +33,7 @@ def _masked_crc(data: bytes) -> int:
 
 
 _SMALL = [bytes((value,)) for value in range(0x80)]
+LARGE = 4096  # bytes: a value this long is kept out of the concatenations
 
 
 def _varint(value: int) -> bytes:
@@ -56,41 +57,70 @@ def _entry_key(key: str) -> bytes:
     return _field(1, key.encode())
 
 
-def _feature(values: Bytes | Floats | Ints) -> list[bytes]:
-    """The parts of a ``Feature`` message; large byte strings are kept as their own part (never copied)."""
-    if isinstance(values, Bytes):
-        parts = []
-        for value in values:
-            data = value.encode() if isinstance(value, str) else value
-            parts += (b"\x0a" + _varint(len(data)), data)
-        return [b"\x0a" + _varint(sum(map(len, parts))), *parts]
-    if isinstance(values, Floats):
-        packed = _field(1, struct.pack(f"<{len(values)}f", *values)) if values else b""
-        return [b"\x12" + _varint(len(packed)) + packed]
-    if isinstance(values, Ints):
-        packed = _field(1, b"".join(map(_varint, values))) if values else b""
-        return [b"\x1a" + _varint(len(packed)) + packed]
+@lru_cache(maxsize=64)
+def _floats(count: int) -> struct.Struct:
+    return struct.Struct(f"<{count}f")
+
+
+def _feature(values: Bytes | Floats | Ints) -> tuple[bytes, bytes]:
+    """A ``Feature`` message as (head, tail): a large byte string is the tail, so it is never copied but once."""
+    kind = type(values)
+    if kind is Bytes:
+        if len(values) == 1:
+            item = values[0]
+            if type(item) is str:
+                item = item.encode()
+            inner = b"\x0a" + _varint(len(item))
+            if len(item) > LARGE:
+                return b"\x0a" + _varint(len(inner) + len(item)) + inner, item
+            return b"\x0a" + _varint(len(inner) + len(item)) + inner + item, b""
+        payload = b"".join([b"\x0a" + _varint(len(item)) + item
+                            for item in (v.encode() if type(v) is str else v for v in values)])
+        return b"\x0a" + _varint(len(payload)) + payload, b""
+    if kind is Floats:
+        if not values:
+            return b"\x12\x00", b""
+        packed = _floats(len(values)).pack(*values)
+        return b"\x12" + _varint(len(packed) + 1 + len(_varint(len(packed)))) + b"\x0a" + _varint(len(packed)) + \
+            packed, b""
+    if kind is Ints:
+        if not values:
+            return b"\x1a\x00", b""
+        packed = b"".join(map(_varint, values))
+        return b"\x1a" + _varint(len(packed) + 1 + len(_varint(len(packed)))) + b"\x0a" + _varint(len(packed)) + \
+            packed, b""
     raise TypeError(f"feature values must be Bytes, Floats or Ints, not {type(values).__name__}")
 
 
 def encode_example(features: Mapping[str, Bytes | Floats | Ints]) -> bytes:
     """Serialize a ``tf.train.Example`` (``Example.features`` -> ``Features.feature`` map -> ``Feature``)."""
     parts: list[bytes] = []
+    size = 0
     for key, values in features.items():
-        feature = _feature(values)
-        feature_size = sum(map(len, feature))
-        value_header = b"\x12" + _varint(feature_size)
+        head, tail = _feature(values)
         entry_key = _entry_key(key)
-        parts += (b"\x0a" + _varint(len(entry_key) + len(value_header) + feature_size), entry_key, value_header,
-                  *feature)
-    return b"".join((b"\x0a", _varint(sum(map(len, parts))), *parts))
+        value_header = b"\x12" + _varint(len(head) + len(tail))
+        piece = b"\x0a" + _varint(len(entry_key) + len(value_header) + len(head) + len(tail)) + entry_key + \
+            value_header + head
+        parts.append(piece)
+        size += len(piece)
+        if tail:
+            parts.append(tail)
+            size += len(tail)
+    return b"".join([b"\x0a", _varint(size), *parts])
+
+
+def frame(data: bytes) -> tuple[bytes, bytes]:
+    """What goes before a record (its length and the length's masked CRC32C) and after it (its masked CRC32C)."""
+    length = struct.pack("<Q", len(data))
+    return length + struct.pack("<I", _masked_crc(length)), struct.pack("<I", _masked_crc(data))
 
 
 def write_record(stream: BinaryIO, data: bytes) -> None:
-    length = struct.pack("<Q", len(data))
-    stream.write(length + struct.pack("<I", _masked_crc(length)))
+    header, footer = frame(data)
+    stream.write(header)
     stream.write(data)
-    stream.write(struct.pack("<I", _masked_crc(data)))
+    stream.write(footer)
 
 
 def read_records(stream: BinaryIO) -> Iterator[bytes]:

@@ -67,14 +67,14 @@ def first_line(path: Path) -> str:
 
 def number(value: object, key: str) -> float:
     """A float from a CSV field or JSON value; ValueError says which field and why."""
+    if type(value) in (str, int, float):  # not bool
+        try:
+            return float(value)  # type: ignore[arg-type]
+        except ValueError:
+            pass
     if value is None or (isinstance(value, str) and not value.strip()):
         raise ValueError(f"{key} is empty")
-    if isinstance(value, bool):
-        raise ValueError(f"{key}={value!r} is not a number")
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ValueError(f"{key}={value!r} is not a number") from None
+    raise ValueError(f"{key}={value!r} is not a number")
 
 
 def positive_int(value: object, key: str) -> int:

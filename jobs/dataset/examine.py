@@ -1,0 +1,70 @@
+"""The checks of one image and its boxes, run in worker processes: by ``check`` on the header, by ``prepare`` on the
+bytes it is about to write (so every image is read once)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from jobs.dataset.annotations import Box
+from jobs.dataset.findings import SIZE_MISMATCH, UNREADABLE_IMAGE, Finding, Report
+from jobs.dataset.images import ImageInfo, ImageProblem, inspect
+from jobs.dataset.validate import check_box, check_box_count, drop_duplicates
+
+
+class ImageJob(NamedTuple):
+    """One image to check (and write): everything the worker needs, nothing it must look up."""
+
+    path: str
+    filename: str
+    boxes: tuple[Box, ...]  # as labelled
+    location: str  # the first row that names the image
+    rows: int  # rows that name it (all dropped if the image is unusable)
+    negative_rows: int  # of those, rows that list it without a box
+    stated_size: tuple[int, int] | None
+    decode: bool
+    source_id: int = 0
+    size_bytes: int = 0
+
+
+class ImageResult(NamedTuple):
+    filename: str
+    info: ImageInfo | None  # None: the image cannot be used
+    boxes: tuple[Box, ...] = ()  # kept, in pixels
+    findings: tuple[Finding, ...] = ()
+    rows_written: int = 0
+    rows_dropped: int = 0
+
+    @property
+    def kept(self) -> bool:
+        return self.info is not None
+
+
+def examine(job: ImageJob, data: bytes | None = None) -> ImageResult:
+    """Check the image (its bytes when given, else its file) and its boxes; never raises for bad data."""
+    report = Report()
+    try:
+        info = inspect(job.path, job.decode, data)
+    except (FileNotFoundError, ImageProblem) as err:
+        rule = err.rule if isinstance(err, ImageProblem) else UNREADABLE_IMAGE
+        reason = str(err) if isinstance(err, ImageProblem) else "vanished while being checked"
+        report.add(rule, job.location, f"image '{job.filename}': {reason} ({job.rows} row(s) dropped)")
+        return ImageResult(job.filename, None, findings=tuple(report.findings), rows_dropped=job.rows)
+    if job.stated_size and job.stated_size != (info.width, info.height):
+        report.add(SIZE_MISMATCH, job.location, f"'{job.filename}' is {info.width}x{info.height}, the label file "
+                                                f"says {job.stated_size[0]}x{job.stated_size[1]}")
+    for rule, note in info.notes():
+        report.add(rule, job.location, f"'{job.filename}': {note}")
+    boxes = [b for b in (check_box(box, info.width, info.height, report) for box in job.boxes) if b]
+    boxes = drop_duplicates(boxes, report)
+    dropped = len(job.boxes) - len(boxes)
+    if job.boxes and not boxes:  # no box left: not a known negative either
+        return ImageResult(job.filename, None, findings=tuple(report.findings), rows_dropped=dropped)
+    check_box_count(job.filename, job.location, len(boxes), report)
+    written = len(boxes) if boxes else job.negative_rows
+    return ImageResult(job.filename, info, tuple(boxes), tuple(report.findings), written, dropped)
+
+
+def examine_all(jobs: list[ImageJob]) -> list[ImageResult]:
+    """Picklable worker for ``check``: header checks of a chunk of images."""
+    return [examine(job) for job in jobs]
+
