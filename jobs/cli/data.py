@@ -136,8 +136,14 @@ def data_stats(
 @data_app.command("rules")
 def data_rules() -> None:
     """Every validation rule: stable code, severity, what is done, and why."""
-    console.print(table("validation rules", ["code", "name", "severity", "action", "doc"],
-                        [[r.code, r.name, r.severity.value, r.action.value, r.doc] for r in RULES.values()]))
+    from rich.table import Table
+
+    view = Table(title="validation rules (--strict: every finding is fatal)", title_justify="left")
+    for column in ("code", "name", "severity", "action", "doc"):
+        view.add_column(column, no_wrap=column != "doc")
+    for rule in RULES.values():
+        view.add_row(rule.code, rule.name, rule.severity.value, rule.action.value, escape(rule.doc))
+    console.print(view)
 
 
 def _fail(failure) -> NoReturn:

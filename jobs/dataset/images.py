@@ -138,6 +138,9 @@ def _inspect_with_pillow(stream: BinaryIO, decode: bool) -> ImageInfo:
         with Image.open(stream) as image:
             fmt = NATIVE_FORMATS.get(image.format or "", (image.format or "unknown").lower())
             bits = 16 if image.mode.startswith("I;16") else 8
+            if fmt == "png":  # Pillow reads 16-bit RGB as 8-bit RGB: the bit depth is in the IHDR chunk
+                stream.seek(24)
+                bits = max(8, stream.read(1)[0])
             size = stream.seek(0, io.SEEK_END)
             ended = _ended(stream, size, fmt)
             orientation = image.getexif().get(EXIF_ORIENTATION_TAG, 1) if fmt == "jpeg" else 1

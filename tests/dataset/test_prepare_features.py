@@ -1,0 +1,145 @@
+"""``prepare`` features beyond one format: Vertex splits, negatives, conversion, case fixes, shards, reruns,
+parallel workers and charts."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from image_kinds import make_image
+
+from jobs.dataset.prepare import PrepareOptions, prepare
+from jobs.dataset.synthetic import make_dataset
+from jobs.dataset.tfrecord import read_records
+
+VOTT = '"image","xmin","ymin","xmax","ymax","label"\n'
+
+
+def _vott(path: Path, rows: list[str]) -> Path:
+    path.write_text(VOTT + "".join(f"{row}\n" for row in rows))
+    return path
+
+
+def _examples(out: Path) -> dict[str, dict]:
+    from tensorflow.core.example import example_pb2
+
+    examples = {}
+    for shard in sorted(out.glob("*.tfrecord")):
+        with shard.open("rb") as stream:
+            for raw in read_records(stream):
+                feature = example_pb2.Example.FromString(raw).features.feature
+                examples[feature["image/filename"].bytes_list.value[0].decode()] = feature
+    return examples
+
+
+def test_vertex_splits_honour_ml_use_and_split_unassigned_80_10_10(tmp_path):
+    images = tmp_path / "images"
+    rows = []
+    for index in range(60):
+        make_image(images / f"u{index:02d}.jpg", "jpeg")
+        rows.append(f"UNASSIGNED,gs://bucket/u{index:02d}.jpg,cat,0.1,0.1,,,0.6,0.6,,")
+    for name, use in (("t.jpg", "TRAIN"), ("v.jpg", "VALIDATION"), ("x.jpg", "TEST")):
+        make_image(images / name, "jpeg")
+        rows.append(f"{use},gs://bucket/{name},cat,0.1,0.1,,,0.6,0.6,,")
+    labels = tmp_path / "vertex.csv"
+    labels.write_text("\n".join(rows) + "\n")
+    summary = prepare(PrepareOptions(labels, images, tmp_path / "out", stats=False)).summary
+    assert {split: s["images"] for split, s in summary["splits"].items()} == {"train": 49, "val": 7, "test": 7}
+    truth = {split: {i["file_name"] for i in json.loads((tmp_path / "out" / f"{split}_coco.json").read_text())[
+        "images"]} for split in ("train", "val", "test")}
+    assert "t.jpg" in truth["train"] and "v.jpg" in truth["val"] and "x.jpg" in truth["test"]
+
+
+def test_unlabeled_images_become_negatives_but_not_images_whose_rows_were_dropped(tmp_path):
+    images = tmp_path / "images"
+    for name in ("a.jpg", "b.jpg", "c.jpg", "bad-row.jpg", "sub/d.png"):
+        make_image(images / name, "png" if name.endswith("png") else "jpeg")
+    labels = _vott(tmp_path / "labels.csv", ['"a.jpg","8","8","40","40","cat"', '"b.jpg","8","8","40","40","cat"',
+                                             '"bad-row.jpg","x","8","40","40","cat"'])
+    result = prepare(PrepareOptions(labels, images, tmp_path / "out", val_fraction=0.0, stats=False,
+                                    unlabeled_as_negatives=True))
+    assert result.summary["rows"] == {"in": 5, "written": 4, "reported": 1}
+    assert result.summary["splits"]["train"]["negatives"] == 2
+    assert sorted(_examples(tmp_path / "out")) == ["a.jpg", "b.jpg", "c.jpg", "sub/d.png"]
+    assert not [f for f in result.report.findings if f.code == "I013"]
+    without = prepare(PrepareOptions(labels, images, tmp_path / "out2", val_fraction=0.0, stats=False))
+    assert [f.message for f in without.report.findings if f.code == "I013"] == [
+        "2 image(s) are named by no label and not used: c.jpg, sub/d.png; pass --unlabeled-as-negatives to keep "
+        "them as negatives (images without objects)"]
+
+
+def test_other_formats_are_converted_to_png_and_names_use_the_case_on_disk(tmp_path):
+    images = tmp_path / "images"
+    make_image(images / "anim.gif", "gif")
+    make_image(images / "Photo.JPG", "jpeg")
+    labels = _vott(tmp_path / "labels.csv", ['"anim.gif","8","8","40","40","cat"', '"photo.jpg","8","8","40","40",'
+                                                                                   '"cat"'])
+    result = prepare(PrepareOptions(labels, images, tmp_path / "out", val_fraction=0.0, stats=False))
+    assert {f.code for f in result.report.findings} >= {"I007", "I012"}
+    examples = _examples(tmp_path / "out")
+    assert sorted(examples) == ["Photo.JPG", "anim.gif"]
+    gif = examples["anim.gif"]
+    assert gif["image/format"].bytes_list.value == [b"png"]
+    assert gif["image/encoded"].bytes_list.value[0].startswith(b"\x89PNG")
+    assert examples["Photo.JPG"]["image/encoded"].bytes_list.value[0] == (images / "Photo.JPG").read_bytes()
+
+
+def test_shards_by_count_or_by_bytes(tmp_path):
+    data = make_dataset(tmp_path / "data", count=30, seed=2, size=64)
+    by_count = prepare(PrepareOptions(data.labels_csv, data.images_dir, tmp_path / "a", num_shards=3, stats=False))
+    assert [s["file"] for s in by_count.summary["splits"]["train"]["shards"]] == [
+        "train-00000-of-00003.tfrecord", "train-00001-of-00003.tfrecord", "train-00002-of-00003.tfrecord"]
+    by_bytes = prepare(PrepareOptions(data.labels_csv, data.images_dir, tmp_path / "b", shard_bytes=8_000,
+                                      stats=False))
+    shards = by_bytes.summary["splits"]["train"]["shards"]
+    assert len(shards) >= 4 and sum(s["records"] for s in shards) == by_bytes.summary["splits"]["train"]["images"]
+
+
+def test_parallel_workers_write_exactly_what_one_process_writes(tmp_path):
+    data = make_dataset(tmp_path / "data", count=80, seed=3, size=64)
+    one = prepare(PrepareOptions(data.labels_csv, data.images_dir, tmp_path / "one", workers=1, stats=False))
+    two = prepare(PrepareOptions(data.labels_csv, data.images_dir, tmp_path / "two", workers=2, stats=False))
+    assert one.summary["content_hash"] == two.summary["content_hash"]
+    for shard in (tmp_path / "one").glob("*.tfrecord"):
+        assert shard.read_bytes() == (tmp_path / "two" / shard.name).read_bytes()
+    assert one.summary["rows"] == two.summary["rows"] == {"in": data.boxes, "written": data.boxes, "reported": 0}
+
+
+def test_a_voc_folder_rerun_is_unchanged_until_an_annotation_changes(tmp_path):
+    images = tmp_path / "images"
+    annotations = tmp_path / "annotations"
+    annotations.mkdir()
+    for name in ("a", "b", "c"):
+        make_image(images / f"{name}.jpg", "jpeg")
+        (annotations / f"{name}.xml").write_text(
+            f"<annotation><filename>{name}.jpg</filename><object><name>cat</name><bndbox><xmin>8</xmin>"
+            "<ymin>8</ymin><xmax>40</xmax><ymax>40</ymax></bndbox></object></annotation>")
+    options = PrepareOptions(annotations, None, tmp_path / "out", stats=False)
+    first = prepare(options)
+    assert first.summary["format"] == "voc-xml" and not first.unchanged
+    assert prepare(options).unchanged
+    xml = annotations / "b.xml"
+    xml.write_text(xml.read_text().replace("<xmax>40</xmax>", "<xmax>41</xmax>"))
+    assert not prepare(options).unchanged
+
+
+def test_charts_are_written_beside_the_records(tmp_path):
+    data = make_dataset(tmp_path / "data", count=12, seed=4, size=64)
+    result = prepare(PrepareOptions(data.labels_csv, data.images_dir, tmp_path / "out"))
+    assert result.summary["stats"] == ["stats/classes.png", "stats/boxes_per_image.png", "stats/box_sizes.png",
+                                       "stats/samples.png"]
+    for name in result.summary["stats"]:
+        assert (tmp_path / "out" / name).read_bytes().startswith(b"\x89PNG")
+    assert not [p for p in (tmp_path / "out" / "stats").iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.skipif(os.cpu_count() == 1, reason="needs two cores to draw charts in a second process")
+def test_charts_of_a_large_dataset_are_drawn_by_a_second_process(tmp_path, monkeypatch):
+    from jobs.dataset import prepare as module
+
+    monkeypatch.setattr(module, "CHART_PROCESS_FROM", 10)
+    data = make_dataset(tmp_path / "data", count=12, seed=4, size=64)
+    result = prepare(PrepareOptions(data.labels_csv, data.images_dir, tmp_path / "out"))
+    assert all((tmp_path / "out" / name).is_file() for name in result.summary["stats"])
