@@ -30,7 +30,8 @@ LabelMap = Annotated[Path | None, typer.Option(help="fix class ids; classes not 
 Unlabeled = Annotated[bool, typer.Option(
     "--unlabeled-as-negatives", help="keep images of the images folder that no label names, as negatives")]
 Verify = Annotated[str, typer.Option(
-    "--verify", help="header: check every header and end marker, decode every 100th image; full: decode all")]
+    "--verify", help="header: check every header and end marker, decode an even sample of about 64 images; "
+                     "full: decode every image")]
 Strict = Annotated[bool, typer.Option("--strict", help="every finding (warnings too) is an error")]
 Workers = Annotated[int | None, typer.Option(min=1, help="processes reading images (default: all cores)")]
 
@@ -192,9 +193,11 @@ def _show_splits(summary: dict, title: str) -> None:
 def _show_rows(rows: dict, verify: dict | None) -> None:
     console.print(f"rows in {rows['in']} = written {rows['written']} + reported {rows['reported']}")
     if verify:
-        how = ("every image decoded" if verify["mode"] == "full" else
-               f"{verify['decoded']} decoded (every {verify['sample_every']}th and any without an end marker, or not "
-               "JPEG/PNG; --verify full decodes all)")
+        if verify["mode"] == "full" or verify["sample_every"] == 1:
+            how = "every image decoded"
+        else:
+            how = (f"{verify['decoded']} decoded (every {verify['sample_every']}th, and any without an end marker "
+                   "or not JPEG/PNG); --verify full decodes all")
         console.print(f"verify {verify['mode']}: headers of {verify['images']} images checked, {how}")
 
 

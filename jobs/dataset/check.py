@@ -32,7 +32,7 @@ from jobs.errors import DataError, UsageError
 
 VERIFY_MODES = ("header", "full")
 CHUNK = 128  # images per task of the header-only check
-SAMPLE_EVERY = 100  # the default verification decodes every 100th image (in name order), the first included
+SAMPLE_SIZE = 64  # the default verification decodes about this many images, evenly spread in name order
 CHECKS_VERSION = 2  # part of the input fingerprint: a rerun after the checks changed is not "unchanged"
 
 
@@ -183,14 +183,20 @@ def plan(loaded: Loaded) -> Plan:
         raise CheckFailed(report)
     classes = loaded.label_map if loaded.label_map is not None else label_maps.build(box.label for box in boxes)
     val, test = loaded.labels.split_fractions or (options.val_fraction, 0.0)
+    every = sample_every(len(images))
     jobs = {}
     for index, image in enumerate(images):
         jobs[image.filename] = ImageJob(
             loaded.paths[image.filename], image.filename, tuple(image.boxes), image.locations[0],
             len(image.locations), len(image.negative_rows), image.stated_size,
-            options.verify == "full" or index % SAMPLE_EVERY == 0, index + 1, loaded.sizes[image.filename][0])
+            options.verify == "full" or index % every == 0, index + 1, loaded.sizes[image.filename][0])
     splits = split_images(images, val, options.seed, test)
     return Plan(classes, {split: [jobs[i.filename] for i in items] for split, items in splits.items()}, dropped)
+
+
+def sample_every(images: int) -> int:
+    """Decode every n-th image by default: all of a small dataset, about SAMPLE_SIZE of a large one."""
+    return max(1, images // SAMPLE_SIZE)
 
 
 def check(options: CheckOptions, progress: Progress | None = None) -> Checked:
@@ -233,7 +239,7 @@ def finish(loaded: Loaded, planned: Plan, results: list[ImageResult]) -> Checked
     rows_in = loaded.labels.rows_in
     if rows_in != written + dropped:
         raise AssertionError(f"row reconciliation failed: {rows_in} in, {written} written, {dropped} reported")
-    verify = {"mode": options.verify, "images": len(results), "sample_every": SAMPLE_EVERY,
+    verify = {"mode": options.verify, "images": len(results), "sample_every": sample_every(len(results)),
               "decoded": sum(1 for r in results if r.info is not None and r.info.decoded)}
     return Checked(loaded.fmt, loaded.images_dir, planned.classes, splits, report,
                    {"in": rows_in, "written": written, "reported": dropped}, verify)

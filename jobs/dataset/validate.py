@@ -81,6 +81,8 @@ def _iou(a: Box, b: Box) -> float:
 
 def drop_duplicates(boxes: Sequence[Box], report: Report) -> list[Box]:
     """Keep the first of boxes with the same class and coordinates, or the same class and IoU > 0.95."""
+    if len(boxes) < 2:
+        return list(boxes)
     kept: list[Box] = []
     by_label: dict[str, list[Box]] = defaultdict(list)
     for box in boxes:

@@ -99,12 +99,14 @@ def _corpus(tmp_path, kinds: list[str]):
 
 
 def test_the_default_check_decodes_a_sample_and_full_decodes_everything(tmp_path):
-    labels, images = _corpus(tmp_path, ["jpeg", "corrupt"] + ["jpeg"] * 10)
+    labels, images = _corpus(tmp_path, ["jpeg", "corrupt"] + ["jpeg"] * 198)
     header = check(CheckOptions(labels, images, val_fraction=0.0))
-    assert header.verify == {"mode": "header", "images": 12, "sample_every": 100, "decoded": 1}
+    assert header.verify == {"mode": "header", "images": 200, "sample_every": 3, "decoded": 67}
     assert header.rows["reported"] == 0, "a corrupt image outside the sample passes the header check"
     full = check(CheckOptions(labels, images, val_fraction=0.0, verify="full"))
-    assert full.verify["decoded"] == 11
+    assert full.verify["decoded"] == 199
     assert [str(f) for f in full.report.findings if f.code == "I002"] == [
         "labels.csv:3: I002 unreadable-image: image 'img001.jpg': corrupt image data, cannot decode: broken data "
         "stream when reading image file (1 row(s) dropped)"]
+    small, small_images = _corpus(tmp_path / "small", ["jpeg", "corrupt", "jpeg"])
+    assert check(CheckOptions(small, small_images, val_fraction=0.0)).rows["reported"] == 1, "small: all decoded"
