@@ -206,7 +206,7 @@ def check(options: CheckOptions, progress: Progress | None = None) -> Checked:
     jobs = [job for items in planned.splits.values() for job in items]
     chunks = [jobs[start:start + CHUNK] for start in range(0, len(jobs), CHUNK)]
     results = parallel_map(examine_all, chunks, options.workers, progress and _per_image(progress, len(jobs)),
-                           "inspect", chunk=1, parallel=len(jobs) >= PARALLEL_FROM)
+                           "inspect", parallel=len(jobs) >= PARALLEL_FROM)
     return finish(loaded, planned, [result for chunk in results for result in chunk])
 
 

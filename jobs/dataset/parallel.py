@@ -5,36 +5,24 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from typing import TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
-PARALLEL_FROM = 64  # items; below this, starting workers costs more than it saves
-
-
-def workers_for(requested: int | None) -> int:
-    return requested or os.cpu_count() or 1
+PARALLEL_FROM = 64  # images; below this, starting workers costs more than it saves
 
 
 def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int | None, progress: Progress | None,
-                 stage: str, chunk: int | None = None, parallel: bool | None = None) -> list[R]:
-    """``[fn(item) for item in items]``; in processes when ``parallel`` (by default: from PARALLEL_FROM items)."""
-    workers = min(workers_for(workers), len(items)) or 1
+                 stage: str, parallel: bool) -> list[R]:
+    """``[fn(item) for item in items]``, in worker processes when ``parallel``; items are tasks (chunks of work)."""
+    workers = min(workers or os.cpu_count() or 1, len(items))
     results: list[R] = []
-    if parallel is None:
-        parallel = len(items) >= PARALLEL_FROM
-    if workers == 1 or not parallel:
-        for index, item in enumerate(items, start=1):
-            results.append(fn(item))
-            if progress:
-                progress(stage, index, len(items))
-        return results
-    chunk = chunk or max(1, min(256, len(items) // (workers * 8)))
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        for index, result in enumerate(pool.map(fn, items, chunksize=chunk), start=1):
+    with ProcessPoolExecutor(max_workers=workers) if parallel and workers > 1 else nullcontext() as pool:
+        for index, result in enumerate(pool.map(fn, items) if pool else map(fn, items), start=1):
             results.append(result)
-            if progress and (index % chunk == 0 or index == len(items)):
+            if progress:
                 progress(stage, index, len(items))
     return results

@@ -39,7 +39,7 @@ def write_shards(folder: Path, splits: dict[str, list[ImageJob]], classes: dict[
             progress(stage, done, images)
 
     outcomes = parallel_map(write_shard, [(path, jobs, classes) for _, path, jobs in tasks], workers, shard_written,
-                            "write", chunk=1, parallel=images >= PARALLEL_FROM)
+                            "write", parallel=images >= PARALLEL_FROM)
     written: dict[str, list[dict]] = {split: [] for split in splits}
     results: list[ImageResult] = []
     for (split, path, _), (shard, shard_results) in zip(tasks, outcomes, strict=True):
