@@ -81,13 +81,15 @@ class ImageProblem(Exception):
 def inspect(path: str | Path, decode: bool = False, data: bytes | None = None) -> ImageInfo:
     """Check the header and the end of the file (or of ``data``, its bytes already read), and decode it when asked
     (or when needed to be sure)."""
+    header = None
     if data is None:
         head, tail, size = _head_and_tail(path)
-        if size > len(head) and read_header(head) is None:  # a header beyond the first bytes (rare): read it all
+        header = read_header(head)
+        if header is None and size > len(head):  # a header beyond the first bytes (rare): read it all
             data = Path(path).read_bytes()
     if data is not None:
-        head, tail, size = data, data[-TAIL_BYTES:], len(data)
-    header = read_header(head)
+        tail, size = data[-TAIL_BYTES:], len(data)
+        header = read_header(data)
     if header is None:
         with io.BytesIO(data) if data is not None else open(path, "rb") as stream:
             return _inspect_with_pillow(stream, decode)
