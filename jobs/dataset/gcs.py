@@ -19,7 +19,7 @@ from pathlib import Path
 import crc32c
 
 from jobs.dataset.parallel import Progress
-from jobs.errors import DetectorError
+from jobs.errors import DetectorError, UsageError
 
 ATTEMPTS = 5
 BACKOFF_S = 1.0  # doubled after each failed attempt: 1, 2, 4, 8 s
@@ -36,9 +36,14 @@ def split_uri(uri: str) -> tuple[str, str]:
 
 
 def _client():
+    from google.auth.exceptions import DefaultCredentialsError
     from google.cloud import storage
 
-    return storage.Client()
+    try:
+        return storage.Client()
+    except DefaultCredentialsError as err:
+        raise UsageError(f"no Google Cloud credentials for a gs:// output ({err}); run `gcloud auth "
+                         "application-default login` or set GOOGLE_APPLICATION_CREDENTIALS") from None
 
 
 def _name(prefix: str, relative: str) -> str:
@@ -47,13 +52,15 @@ def _name(prefix: str, relative: str) -> str:
 
 def read_text(uri: str) -> str | None:
     """The object's text, or None when it does not exist."""
-    from google.api_core.exceptions import NotFound
+    from google.api_core.exceptions import Forbidden, NotFound, Unauthorized
 
     bucket, name = split_uri(uri)
     try:
         return _client().bucket(bucket).blob(name).download_as_text()
     except NotFound:
         return None
+    except (Forbidden, Unauthorized) as err:
+        raise UsageError(f"no access to {uri}: {err.message}; check the bucket name and your permissions") from None
 
 
 def crc32c_base64(path: Path) -> str:
