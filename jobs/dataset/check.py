@@ -23,7 +23,7 @@ from jobs.dataset.examine import ImageJob, ImageResult, examine_all
 from jobs.dataset.findings import NEGATIVE_CONFLICT, NO_CLASSES, Report, Severity
 from jobs.dataset.images import ImageInfo
 from jobs.dataset.locate import Located, locate
-from jobs.dataset.parallel import PARALLEL_FROM, Progress, parallel_map
+from jobs.dataset.parallel import PARALLEL_FROM, Progress, gc_paused, parallel_map
 from jobs.dataset.readers import read_labels
 from jobs.dataset.readers.base import display_name
 from jobs.dataset.split import split_images
@@ -201,13 +201,14 @@ def sample_every(images: int) -> int:
 
 def check(options: CheckOptions, progress: Progress | None = None) -> Checked:
     """Every check, reading image headers only (``prepare`` checks while it writes)."""
-    loaded = load(options)
-    planned = plan(loaded)
-    jobs = [job for items in planned.splits.values() for job in items]
-    chunks = [jobs[start:start + CHUNK] for start in range(0, len(jobs), CHUNK)]
-    results = parallel_map(examine_all, chunks, options.workers, progress and _per_image(progress, len(jobs)),
-                           "inspect", parallel=len(jobs) >= PARALLEL_FROM)
-    return finish(loaded, planned, [result for chunk in results for result in chunk])
+    with gc_paused():
+        loaded = load(options)
+        planned = plan(loaded)
+        jobs = [job for items in planned.splits.values() for job in items]
+        chunks = [jobs[start:start + CHUNK] for start in range(0, len(jobs), CHUNK)]
+        results = parallel_map(examine_all, chunks, options.workers, progress and _per_image(progress, len(jobs)),
+                               "inspect", parallel=len(jobs) >= PARALLEL_FROM)
+        return finish(loaded, planned, [result for chunk in results for result in chunk])
 
 
 def _per_image(progress: Progress, total: int) -> Progress:

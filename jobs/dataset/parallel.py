@@ -1,11 +1,13 @@
-"""Map a picklable function over items in worker processes (all cores), reporting progress in order."""
+"""Bulk work: map a picklable function over tasks in worker processes (all cores), with the cyclic garbage
+collector paused (tens of thousands of small objects make its passes cost a fifth of the run)."""
 
 from __future__ import annotations
 
+import gc
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -13,6 +15,19 @@ R = TypeVar("R")
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 PARALLEL_FROM = 64  # images; below this, starting workers costs more than it saves
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside (reference counting still frees everything without cycles); forked
+    workers inherit the pause."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int | None, progress: Progress | None,

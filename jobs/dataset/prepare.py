@@ -21,7 +21,7 @@ from jobs.dataset.check import Checked, CheckFailed, CheckOptions, Loaded, Plan,
 from jobs.dataset.coco import GroundTruthImage, ground_truth
 from jobs.dataset.findings import Report
 from jobs.dataset.outputs import staged_directory, write_json
-from jobs.dataset.parallel import Progress
+from jobs.dataset.parallel import Progress, gc_paused
 from jobs.dataset.shards import DEFAULT_SHARD_BYTES, write_shards
 from jobs.dataset.stats import chart_data, chart_process, write_stats
 
@@ -71,6 +71,11 @@ def is_gcs(out: Path | str) -> bool:
 
 
 def prepare(options: PrepareOptions, progress: Progress | None = None) -> PrepareResult:
+    with gc_paused():
+        return _prepare(options, progress)
+
+
+def _prepare(options: PrepareOptions, progress: Progress | None) -> PrepareResult:
     try:
         loaded = load(options.check_options())
         fingerprint = loaded.fingerprint([options.num_shards, options.shard_bytes, options.stats])
