@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 from jobs.dataset.annotations import Box, Labels
@@ -35,33 +36,38 @@ def csv_text(path: Path, report: Report) -> str:
     return text
 
 
-def _csv_rows(path: Path, header: tuple[str, ...], report: Report) -> csv.DictReader:
-    rows = csv.DictReader(io.StringIO(csv_text(path, report), newline=""))
-    found = tuple(name.strip() for name in rows.fieldnames or ())
-    missing = [name for name in header if name not in found]
+def _csv_rows(path: Path, header: tuple[str, ...], report: Report) -> tuple[Iterator[list[str]], dict[str, int]]:
+    """The rows after the header, and the column of each header name."""
+    rows = csv.reader(io.StringIO(csv_text(path, report), newline=""))
+    columns = {name.strip(): index for index, name in enumerate(next(rows, []))}
+    missing = [name for name in header if name not in columns]
     if missing:
         raise fatal(report, BAD_HEADER, f"{path.name}:1",
                     f"missing column(s) {', '.join(missing)}; expected header {','.join(header)}")
-    rows.fieldnames = list(found)
-    return rows
+    return rows, columns
 
 
 def _read_box_rows(path: Path, report: Report, header: tuple[str, ...], file_key: str, label_key: str,
                    sized: bool) -> Labels:
-    rows = _csv_rows(path, header, report)
+    rows, columns = _csv_rows(path, header, report)
+    keys = [file_key, label_key, "xmin", "ymin", "xmax", "ymax", *(("width", "height") if sized else ())]
+    indices = [columns[key] for key in keys]
     labels = Labels(sources=[path])
+    name = path.name
     try:
         for row in rows:
-            location = f"{path.name}:{rows.line_num}"
-            filename = (row.get(file_key) or "").strip()
-            label = (row.get(label_key) or "").strip()
+            if not row:
+                continue  # a blank line
+            location = f"{name}:{rows.line_num}"
+            values = [row[i] if i < len(row) else "" for i in indices]
+            filename, label = values[0].strip(), values[1].strip()
             try:
                 if not filename:
                     raise ValueError(f"{file_key} is empty")
                 if not label:
                     raise ValueError(f"{label_key} is empty")
-                xmin, ymin, xmax, ymax = (number(row.get(key), key) for key in ("xmin", "ymin", "xmax", "ymax"))
-                size = _stated_size(row) if sized else None
+                xmin, ymin, xmax, ymax = map(number, values[2:6], keys[2:6])
+                size = _stated_size(values[6], values[7]) if sized else None
             except ValueError as err:
                 report.add(BAD_FIELD, location, str(err))
                 labels.drop_row(filename)
@@ -76,11 +82,11 @@ def _read_box_rows(path: Path, report: Report, header: tuple[str, ...], file_key
     return labels
 
 
-def _stated_size(row: dict) -> tuple[int, int]:
-    width, height = number(row.get("width"), "width"), number(row.get("height"), "height")
+def _stated_size(width_text: str, height_text: str) -> tuple[int, int]:
+    width, height = number(width_text, "width"), number(height_text, "height")
     if not (math.isfinite(width) and math.isfinite(height) and width == int(width) > 0
             and height == int(height) > 0):
-        raise ValueError(f"width/height {row['width']}x{row['height']} is not a positive integer")
+        raise ValueError(f"width/height {width_text}x{height_text} is not a positive integer")
     return int(width), int(height)
 
 
