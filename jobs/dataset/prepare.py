@@ -22,7 +22,7 @@ from jobs.dataset.coco import GroundTruthImage, ground_truth
 from jobs.dataset.findings import Report
 from jobs.dataset.outputs import staged_directory, write_json
 from jobs.dataset.parallel import Progress, gc_paused
-from jobs.dataset.shards import DEFAULT_SHARD_BYTES, write_shards
+from jobs.dataset.shards import DEFAULT_SHARD_BYTES, Written, write_shards
 from jobs.dataset.stats import chart_data, chart_process, write_stats
 
 SUMMARY = "dataset.json"  # written last: its presence marks a complete dataset
@@ -103,11 +103,11 @@ def _write(stage: Path, loaded: Loaded, planned: Plan, options: PrepareOptions, 
     images = sum(len(jobs) for jobs in planned.splits.values())
     background = options.stats and images >= CHART_PROCESS_FROM
     with chart_process() if background else nullcontext() as charts:
-        written, results = write_shards(stage, planned.splits, planned.classes, options.num_shards,
-                                        options.shard_bytes, options.workers, progress)
-        checked = finish(loaded, planned, results)
+        written = write_shards(stage, planned.splits, planned.classes, options.num_shards, options.shard_bytes,
+                               options.workers, progress)
+        checked = finish(loaded, planned, written.results)
         drawing = charts.submit(write_stats, stage / "stats", chart_data(checked)) if charts else None
-        _write_rest(stage, checked, written)
+        _write_rest(stage, checked, written.shards)
         if drawing:
             names = drawing.result()
         else:
@@ -153,22 +153,22 @@ def _previous(out: Path | str) -> tuple[dict, Report] | None:
         return None
 
 
-def _summary(options: PrepareOptions, checked: Checked, fingerprint: str, written: dict[str, list[dict]],
+def _summary(options: PrepareOptions, checked: Checked, fingerprint: str, written: Written,
              stats: list[str]) -> dict:
     classes = checked.classes
-    content = hashlib.sha256(label_maps.dumps(classes).encode())
+    content = hashlib.sha256(label_maps.dumps(classes).encode())  # independent of how records are sharded
+    for record in sorted(written.records):
+        content.update(record.encode() + b"\n")
     splits = {}
-    for split in _present(checked, written):
+    for split in _present(checked, written.shards):
         images = checked.splits[split]
         per_class = Counter(box.label for image in images for box in image.boxes)
-        for shard in written.get(split, []):
-            content.update(shard["content_sha256"].encode())
         splits[split] = {
             "images": len(images),
             "boxes": sum(len(i.boxes) for i in images),
             "negatives": sum(1 for i in images if not i.boxes),
             "per_class": {name: per_class.get(name, 0) for name in classes},
-            "shards": written.get(split, []),
+            "shards": written.shards.get(split, []),
             "pattern": f"{split}-*.tfrecord",
             "coco": f"{split}_coco.json",
         }

@@ -8,6 +8,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from jobs.dataset.examine import ImageJob, ImageResult, examine
 from jobs.dataset.images import record_bytes
@@ -15,18 +16,32 @@ from jobs.dataset.parallel import PARALLEL_FROM, Progress, parallel_map
 from jobs.dataset.tfrecord import Bytes, Floats, Ints, encode_example, frame
 
 DEFAULT_SHARD_BYTES = 150 * 1024 * 1024
+MIN_ROUNDED_BYTES = 100 * 1024 * 1024
+
+
+class Written(NamedTuple):
+    shards: dict[str, list[dict]]  # per split: file, records, bytes, content_sha256
+    results: list[ImageResult]  # of every image, written or not
+    records: list[str]  # per record: "split\0name\0length\0crc32c", whatever shard it is in
 
 
 def write_shards(folder: Path, splits: dict[str, list[ImageJob]], classes: dict[str, int], num_shards: int | None,
-                 shard_bytes: int, workers: int | None,
-                 progress: Progress | None) -> tuple[dict[str, list[dict]], list[ImageResult]]:
-    """Write ``<split>-0000i-of-0000N.tfrecord`` files (round-robin); returns each split's shards with their counts
-    and digests, and the result of every image."""
+                 shard_bytes: int, workers: int | None, progress: Progress | None) -> Written:
+    """Write ``<split>-0000i-of-0000N.tfrecord`` files (round-robin).
+
+    Without ``num_shards``, a split gets one shard per ``shard_bytes``, rounded up to a multiple of the workers (so
+    that they finish together) while shards stay above MIN_ROUNDED_BYTES.
+    """
+    workers = workers or os.cpu_count() or 1
     tasks = []
     for split, jobs in splits.items():
         if not jobs:
             continue
-        count = min(num_shards or max(1, math.ceil(sum(j.size_bytes for j in jobs) / shard_bytes)), len(jobs))
+        total = sum(j.size_bytes for j in jobs)
+        count = num_shards or math.ceil(total / shard_bytes)
+        if not num_shards and count > 1 and total / (math.ceil(count / workers) * workers) >= MIN_ROUNDED_BYTES:
+            count = math.ceil(count / workers) * workers
+        count = max(1, min(count, len(jobs)))
         for index in range(count):
             tasks.append((split, str(folder / f"{split}-{index:05d}-of-{count:05d}.tfrecord"), jobs[index::count]))
     images = sum(len(jobs) for _, _, jobs in tasks)
@@ -40,23 +55,21 @@ def write_shards(folder: Path, splits: dict[str, list[ImageJob]], classes: dict[
 
     outcomes = parallel_map(write_shard, [(path, jobs, classes) for _, path, jobs in tasks], workers, shard_written,
                             "write", parallel=images >= PARALLEL_FROM)
-    written: dict[str, list[dict]] = {split: [] for split in splits}
-    results: list[ImageResult] = []
-    for (split, path, _), (shard, shard_results) in zip(tasks, outcomes, strict=True):
-        written[split].append({"file": Path(path).name} | shard)
-        results += shard_results
-    return written, results
+    written = Written({split: [] for split in splits}, [], [])
+    for (split, path, _), (shard, results, records) in zip(tasks, outcomes, strict=True):
+        written.shards[split].append({"file": Path(path).name} | shard)
+        written.results.extend(results)
+        written.records.extend(f"{split}\0{record}" for record in records)
+    return written
 
 
-def write_shard(task: tuple[str, Sequence[ImageJob], dict[str, int]]) -> tuple[dict, list[ImageResult]]:
-    """Picklable worker: read, examine and write each image of one shard; returns its counts, digest and results.
-
-    The digest covers each record's name, length and CRC32C (computed for the TFRecord framing anyway).
-    """
+def write_shard(task: tuple[str, Sequence[ImageJob], dict[str, int]]) -> tuple[dict, list[ImageResult], list[str]]:
+    """Picklable worker: read, examine and write each image of one shard; returns the shard's counts and digest,
+    each image's result and each record's digest line (name, length and the CRC32C the framing computes anyway)."""
     path, jobs, classes = task
     digest = hashlib.sha256()
-    size = records = 0
-    results = []
+    size = 0
+    results, records = [], []
     with open(path, "wb", buffering=0) as stream:
         for job in jobs:
             data = _read(job.path)
@@ -68,10 +81,10 @@ def write_shard(task: tuple[str, Sequence[ImageJob], dict[str, int]]) -> tuple[d
             header, footer = frame(example)
             if os.writev(stream.fileno(), (header, example, footer)) != len(header) + len(example) + len(footer):
                 raise OSError(f"short write to {path}")
-            digest.update(f"{job.filename}\0{len(example)}\0{footer.hex()}\n".encode())
+            records.append(f"{job.filename}\0{len(example)}\0{footer.hex()}")
+            digest.update(records[-1].encode() + b"\n")
             size += len(example)
-            records += 1
-    return {"records": records, "bytes": size, "content_sha256": digest.hexdigest()}, results
+    return {"records": len(records), "bytes": size, "content_sha256": digest.hexdigest()}, results, records
 
 
 def _read(path: str) -> bytes | None:

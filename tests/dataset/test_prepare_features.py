@@ -95,6 +95,7 @@ def test_shards_by_count_or_by_bytes(tmp_path):
                                       stats=False))
     shards = by_bytes.summary["splits"]["train"]["shards"]
     assert len(shards) >= 4 and sum(s["records"] for s in shards) == by_bytes.summary["splits"]["train"]["images"]
+    assert by_bytes.summary["content_hash"] == by_count.summary["content_hash"], "the hash ignores the sharding"
 
 
 def test_parallel_workers_write_exactly_what_one_process_writes(tmp_path):
