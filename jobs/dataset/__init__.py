@@ -1,1 +1,2 @@
-"""Labelled data: read label files, validate them, split and write TFRecords with the label map."""
+"""Labelled data: read every common label format, check it (``data check``), chart it (``data stats``), and write
+sharded TFRecords with the label map and COCO ground truth (``data prepare``), locally or to ``gs://``."""
