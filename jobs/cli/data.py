@@ -34,6 +34,9 @@ Verify = Annotated[str, typer.Option(
                      "full: decode every image")]
 Strict = Annotated[bool, typer.Option("--strict", help="every finding (warnings too) is an error")]
 Workers = Annotated[int | None, typer.Option(min=1, help="processes reading images (default: all cores)")]
+DownloadTo = Annotated[Path | None, typer.Option(
+    "--download-to", help="download the gs:// images the labels name (Vertex AI CSV) into this folder and use it as "
+                          "the images folder; images already there are not downloaded again")]
 
 
 @data_app.command("prepare")
@@ -52,13 +55,14 @@ def data_prepare(
     strict: Strict = False,
     stats: Annotated[bool, typer.Option("--stats/--no-stats", help="write charts into stats/")] = True,
     workers: Workers = None,
+    download_to: DownloadTo = None,
 ) -> None:
     """Validate labels and images, split by image, write TFRecords, label map, COCO ground truth and charts."""
     from jobs.dataset.prepare import PrepareFailed, PrepareOptions, is_gcs, prepare
 
     options = PrepareOptions(labels, images, out if is_gcs(out) else Path(out), fmt, val_fraction, seed, label_map,
                              num_shards, workers=workers, unlabeled_as_negatives=unlabeled_as_negatives,
-                             verify=verify, strict=strict, stats=stats)
+                             verify=verify, strict=strict, stats=stats, download_to=download_to)
     try:
         with progress_bar("preparing") as update:
             result = prepare(options, lambda stage, done, total: update(done, total, stage=stage))
@@ -87,12 +91,13 @@ def data_check(
     report: Annotated[Path | None, typer.Option("--report", help="also write every finding to this JSON file")]
     = None,
     workers: Workers = None,
+    download_to: DownloadTo = None,
 ) -> None:
     """Run every check of `prepare` and report; writes nothing but --report."""
     from jobs.dataset.check import CheckFailed, CheckOptions, check
 
     options = CheckOptions(labels, images, fmt, val_fraction, seed, label_map, unlabeled_as_negatives, verify,
-                           strict, workers)
+                           strict, workers, download_to)
     try:
         with progress_bar("checking") as update:
             checked = check(options, lambda stage, done, total: update(done, total, stage=stage))
@@ -118,13 +123,14 @@ def data_stats(
     label_map: LabelMap = None,
     unlabeled_as_negatives: Unlabeled = False,
     workers: Workers = None,
+    download_to: DownloadTo = None,
 ) -> None:
     """Charts of classes, boxes per image, box sizes and a grid of samples with their boxes."""
     from jobs.dataset.check import CheckFailed, CheckOptions, check
     from jobs.dataset.stats import chart_data, write_stats
 
     options = CheckOptions(labels, images, fmt, val_fraction, seed, label_map, unlabeled_as_negatives,
-                           workers=workers)
+                           workers=workers, download_to=download_to)
     try:
         with progress_bar("checking") as update:
             checked = check(options, lambda stage, done, total: update(done, total, stage=stage))

@@ -48,6 +48,7 @@ class CheckOptions:
     verify: str = "header"  # or "full": decode every image
     strict: bool = False  # every finding is fatal
     workers: int | None = None
+    download_to: Path | None = None  # download the gs:// images the labels name into this folder, use it as images
 
 
 class CheckedImage(NamedTuple):
@@ -127,7 +128,7 @@ class CheckFailed(DataError):
         super().__init__(f"{self.WHAT}{why}:\n" + "\n".join(lines))
 
 
-def load(options: CheckOptions) -> Loaded:
+def load(options: CheckOptions, progress: Progress | None = None) -> Loaded:
     """Read the labels and find every image file; reader errors raise CheckFailed with their finding."""
     if options.verify not in VERIFY_MODES:
         raise UsageError(f"--verify must be one of {', '.join(VERIFY_MODES)}, not {options.verify!r}")
@@ -138,10 +139,13 @@ def load(options: CheckOptions) -> Loaded:
         raise CheckFailed(report) from None
     given_map = label_maps.load(options.label_map) if options.label_map else None
     images_dir = options.images or labels.images_dir
+    if options.download_to:
+        images_dir = _download(options, labels, progress)
     if images_dir is None:
         remote = next((i.uri for i in labels.images.values() if i.uri), None)
-        hint = (f" The labels name gs:// images ({remote}): copy them, e.g. gsutil -m cp -r "
-                f"gs://{remote[5:].partition('/')[0]}/... DIR, and pass DIR." if remote else "")
+        hint = (f" The labels name gs:// images ({remote}): pass --download-to DIR to fetch them, or copy them "
+                f"(gsutil -m cp -r gs://{remote[5:].partition('/')[0]}/... DIR) and pass --images DIR."
+                if remote else "")
         raise UsageError(f"pass --images DIR, the folder the image names in {options.labels.name} are "
                          f"relative to.{hint}")
     if not images_dir.is_dir():
@@ -157,6 +161,19 @@ def load(options: CheckOptions) -> Loaded:
         except OSError:
             sizes[name] = (0, 0)  # examining it will say what is wrong
     return Loaded(options, fmt, labels, images_dir, located, given_map, report, paths, sizes)
+
+
+def _download(options: CheckOptions, labels: Labels, progress: Progress | None) -> Path:
+    from jobs.dataset.gcs_images import download_images
+
+    if options.images:
+        raise UsageError("--images and --download-to exclude each other: the download folder is the images folder")
+    uris = sorted({image.uri for image in labels.images.values() if image.uri})
+    if not uris:
+        raise UsageError(f"--download-to is for labels that name gs:// images; {options.labels.name} names none")
+    options.download_to.mkdir(parents=True, exist_ok=True)
+    download_images(uris, options.download_to, progress)
+    return options.download_to
 
 
 def plan(loaded: Loaded) -> Plan:
@@ -202,7 +219,7 @@ def sample_every(images: int) -> int:
 def check(options: CheckOptions, progress: Progress | None = None) -> Checked:
     """Every check, reading image headers only (``prepare`` checks while it writes)."""
     with gc_paused():
-        loaded = load(options)
+        loaded = load(options, progress)
         planned = plan(loaded)
         jobs = [job for items in planned.splits.values() for job in items]
         chunks = [jobs[start:start + CHUNK] for start in range(0, len(jobs), CHUNK)]

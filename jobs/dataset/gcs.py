@@ -35,14 +35,14 @@ def split_uri(uri: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
-def _client():
+def client():
     from google.auth.exceptions import DefaultCredentialsError
     from google.cloud import storage
 
     try:
         return storage.Client()
     except DefaultCredentialsError as err:
-        raise UsageError(f"no Google Cloud credentials for a gs:// output ({err}); run `gcloud auth "
+        raise UsageError(f"no Google Cloud credentials for gs:// ({err}); run `gcloud auth "
                          "application-default login` or set GOOGLE_APPLICATION_CREDENTIALS") from None
 
 
@@ -56,7 +56,7 @@ def read_text(uri: str) -> str | None:
 
     bucket, name = split_uri(uri)
     try:
-        return _client().bucket(bucket).blob(name).download_as_text()
+        return client().bucket(bucket).blob(name).download_as_text()
     except NotFound:
         return None
     except (Forbidden, Unauthorized) as err:
@@ -97,7 +97,7 @@ def upload_file(bucket, local: Path, name: str) -> int:
 def upload_dataset(local: Path, uri: str, marker: str, progress: Progress | None = None) -> None:
     """Upload every file below ``local`` to ``uri``, ``marker`` last (see the module doc)."""
     bucket_name, prefix = split_uri(uri)
-    bucket = _client().bucket(bucket_name)
+    bucket = client().bucket(bucket_name)
     old = _delete_marker(bucket, _name(prefix, marker))
     files = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
     files = [f for f in files if f != marker] + [marker]

@@ -46,10 +46,11 @@ class PrepareOptions:
     verify: str = "header"
     strict: bool = False
     stats: bool = True
+    download_to: Path | None = None
 
     def check_options(self) -> CheckOptions:
         return CheckOptions(self.labels, self.images, self.fmt, self.val_fraction, self.seed, self.label_map,
-                            self.unlabeled_as_negatives, self.verify, self.strict, self.workers)
+                            self.unlabeled_as_negatives, self.verify, self.strict, self.workers, self.download_to)
 
 
 @dataclass
@@ -77,7 +78,7 @@ def prepare(options: PrepareOptions, progress: Progress | None = None) -> Prepar
 
 def _prepare(options: PrepareOptions, progress: Progress | None) -> PrepareResult:
     try:
-        loaded = load(options.check_options())
+        loaded = load(options.check_options(), progress)
         fingerprint = loaded.fingerprint([options.num_shards, options.shard_bytes, options.stats])
         previous = _previous(options.out)
         if previous and previous[0].get("input_fingerprint") == fingerprint:

@@ -3,100 +3,20 @@ that injects failures: a dropped connection, and a corrupted body whose checksum
 
 from __future__ import annotations
 
-import http.client
 import json
-import re
-import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from gcp_storage_emulator.server import create_server
+from gcs_emulator import BUCKET, emulated_storage
 
 from jobs.dataset import gcs
 from jobs.dataset.prepare import PrepareOptions, prepare
 
-BUCKET = "bucket"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class FaultyProxy:
-    """Forwards to the emulator; ``faults[object name] = [fault, ...]`` applies one fault per upload of it.
-
-    ``drop``: read the upload, close the connection without an answer. ``corrupt``: flip a byte of the content and
-    remove the client's crc32c from the metadata, so the server stores bad bytes and only a check after the upload
-    can tell. ``uploads`` counts upload requests per object.
-    """
-
-    def __init__(self, upstream: int):
-        self.faults: dict[str, list[str]] = {}
-        self.uploads: dict[str, int] = {}
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _forward(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                name = proxy._object(body) if self.command == "POST" and "/upload/" in self.path else None
-                if name is not None:
-                    proxy.uploads[name] = proxy.uploads.get(name, 0) + 1
-                    fault = proxy.faults.get(name, []).pop(0) if proxy.faults.get(name) else None
-                    if fault == "drop":
-                        self.close_connection = True
-                        self.connection.shutdown(socket.SHUT_RDWR)
-                        return
-                    if fault == "corrupt":
-                        body = re.sub(rb',?\s*"crc32c":\s*"[^"]*"', b"", body)
-                        end = body.rindex(b"\r\n--")
-                        body = body[:end - 1] + bytes([body[end - 1] ^ 0xFF]) + body[end:]
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in {"host", "content-length"}}
-                upstream_connection = http.client.HTTPConnection("127.0.0.1", upstream, timeout=30)
-                upstream_connection.request(self.command, self.path, body=body, headers=headers)
-                response = upstream_connection.getresponse()
-                data = response.read()
-                self.send_response(response.status)
-                for key, value in response.getheaders():
-                    if key.lower() not in {"content-length", "transfer-encoding", "connection"}:
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("Connection", "close")
-                self.end_headers()
-                self.wfile.write(data)
-                upstream_connection.close()
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _forward
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", _free_port()), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @staticmethod
-    def _object(body: bytes) -> str | None:
-        match = re.search(rb'"name":\s*"([^"]+)"', body)
-        return match.group(1).decode() if match else None
-
 
 @pytest.fixture
 def storage(monkeypatch):
-    emulator_port = _free_port()
-    emulator = create_server("127.0.0.1", emulator_port, in_memory=True, default_bucket=BUCKET)
-    emulator.start()
-    proxy = FaultyProxy(emulator_port)
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{proxy.port}")
-    monkeypatch.setattr(gcs, "BACKOFF_S", 0.01)
-    from google.cloud.storage import Client
-
-    yield proxy, Client()
-    proxy.server.shutdown()
-    emulator.stop()
+    with emulated_storage(monkeypatch) as proxy_and_client:
+        yield proxy_and_client
 
 
 def _objects(client, prefix: str) -> dict[str, bytes]:

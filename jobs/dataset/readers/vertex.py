@@ -3,7 +3,8 @@
 Each row is ``[ML_USE,]GCS_PATH[,LABEL,X_MIN,Y_MIN,,,X_MAX,Y_MAX,,]`` (or the box as all four vertices). ML_USE is
 TRAIN, VALIDATION, TEST or UNASSIGNED (the default); unassigned images are split 80/10/10 like Vertex does. A row
 with a path and no label lists a negative image. A ``gs://bucket/a/b.jpg`` path names ``a/b.jpg`` below the
-images folder (falling back to ``b.jpg``, see ``locate.py``).
+images folder (falling back to ``b.jpg``, see ``locate.py``), which ``--download-to`` can fill from GCS
+(``gcs_images.py``).
 """
 
 from __future__ import annotations
