@@ -126,13 +126,18 @@ def locate(images_dir: Path, labels: Labels, report: Report, unlabeled_as_negati
 
 def _unlabeled(images_dir: Path, labels: Labels, named: set[str], located: Located, report: Report,
                as_negatives: bool) -> None:
+    """Images below the folder that no label names (hidden files and prepared outputs inside it are skipped)."""
     unnamed = []
     for folder, dirs, files in os.walk(images_dir):
+        if "dataset.json" in files and folder != str(images_dir):  # a prepared output: its charts are not data
+            dirs[:] = []
+            continue
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         rel = Path(folder).relative_to(images_dir).as_posix()
         for file in sorted(files):
             name = file if rel == "." else f"{rel}/{file}"
-            if os.path.splitext(file)[1].lower() in IMAGE_SUFFIXES and name not in named:
+            if (not file.startswith(".") and os.path.splitext(file)[1].lower() in IMAGE_SUFFIXES
+                    and name not in named):
                 unnamed.append(name)
     if not unnamed:
         return
