@@ -248,10 +248,12 @@ def finish(loaded: Loaded, planned: Plan, results: list[ImageResult]) -> Checked
     source = display_name(options.labels)
     if not any(image.boxes for images in splits.values() for image in images):
         report.add(NO_CLASSES, source, "no usable box remains; see the findings above")
+        report.sort()
         raise CheckFailed(report)
     per_split = {name: Counter(b.label for image in items for b in image.boxes) for name, items in splits.items()}
     check_split_classes(per_split, {name: len(items) for name, items in splits.items()}, planned.classes, source,
                         report)
+    report.sort()
     if options.strict and report.findings:
         raise CheckFailed(report, strict=True)
     rows_in = loaded.labels.rows_in

@@ -6,6 +6,7 @@ the table. ``--strict`` makes every finding fatal.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -212,6 +213,15 @@ class Report:
     @property
     def fatal(self) -> list[Finding]:
         return [f for f in self.findings if f.rule.action is Action.FATAL]
+
+    def sort(self) -> None:
+        """By file, then row or object number; findings about a whole file after its rows."""
+        def key(finding: Finding) -> tuple[str, float, str]:
+            file, _, rest = finding.location.partition(":")
+            digits = "".join(c for c in rest.split(":")[0] if c.isdigit())
+            return file, int(digits) if digits else math.inf, rest
+
+        self.findings.sort(key=key)
 
     def counts(self) -> Counter[str]:
         return Counter(f.code for f in self.findings)
