@@ -181,6 +181,8 @@ def _samples(stream, data: ChartData) -> None:
         for box in item.boxes:
             shape = [box.xmin * scale, box.ymin * scale, box.xmax * scale, box.ymax * scale]
             draw.rectangle(shape, outline=colour[box.label], width=2)
-            draw.text((shape[0] + 2, shape[1] + 1), box.label, fill=colour[box.label])
+            corner = (shape[0] + 2, shape[1] + 1)
+            draw.rectangle(draw.textbbox(corner, box.label), fill=colour[box.label])
+            draw.text(corner, box.label, fill="white")
         grid.paste(tile, ((index % columns) * TILE, (index // columns) * TILE))
     grid.save(stream, format="PNG", compress_level=1)
