@@ -129,7 +129,7 @@ def _read_label_file(label: Path, filename: str, location: str, names: list[str]
         report.add(MALFORMED_ANNOTATION, location, f"byte {err.start} is not UTF-8 text")
         labels.drop_row(filename)
         return
-    lines = [(number_, line.split()) for number_, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    lines = [(index, line.split()) for index, line in enumerate(text.splitlines(), start=1) if line.strip()]
     if not lines:
         labels.add_negative(filename, location)
     for line_number, values in lines:
