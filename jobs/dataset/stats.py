@@ -130,12 +130,13 @@ def _classes_chart(stream, data: ChartData) -> None:
 
 
 def _boxes_per_image_chart(stream, data: ChartData) -> None:
+    import numpy as np
     from matplotlib.ticker import MaxNLocator
 
     counts = data.boxes_per_image
     figure, (axes,) = _figure(6, 3.5)
     top = max(counts, default=0)
-    axes.hist(counts, bins=range(0, top + 2), align="left", color="#3cb44b", rwidth=0.9)
+    axes.hist(np.asarray(counts), bins=range(0, top + 2), align="left", color="#3cb44b", rwidth=0.9)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("boxes per image")
     axes.set_ylabel("images")
@@ -145,10 +146,12 @@ def _boxes_per_image_chart(stream, data: ChartData) -> None:
 
 def _box_sizes_chart(stream, data: ChartData) -> None:
     figure, axes = _figure(12, 3.5, columns=3)
+    import numpy as np
+
     for ax, values, label, colour in ((axes[0], data.widths, "box width / image width", "#4363d8"),
                                       (axes[1], data.heights, "box height / image height", "#e6194b"),
                                       (axes[2], data.aspects, "log2(width / height)", "#911eb4")):
-        ax.hist(values, bins=40, color=colour, histtype="stepfilled")
+        ax.hist(np.asarray(values), bins=40, color=colour, histtype="stepfilled")  # a list is read item by item
         ax.set_xlabel(label)
         ax.set_ylabel("boxes")
     figure.suptitle(f"sizes of {len(data.widths)} boxes")
