@@ -113,11 +113,17 @@ def test_tflite_predicts_boxes_close_to_the_saved_model(exports, demo_run):
         expected = saved.detect(image, "image", score_threshold=0.4)
         found = tflite.detect(image, "image", score_threshold=0.15)
         for box in expected:
-            best = max(found, key=lambda d, box=box: _iou(_corners(box), _corners(d)) * (d.class_id == box.class_id))
-            assert best.class_id == box.class_id and _iou(_corners(box), _corners(best)) > 0.95, (box, best)
+            best = min(found, key=lambda d, box=box: (d.class_id != box.class_id, _gap(box, d)))
+            # IoU > 0.95, or corners within a pixel (a box clipped to zero width has no IoU at all)
+            close = _iou(_corners(box), _corners(best)) > 0.95 or _gap(box, best) <= 1.0
+            assert best.class_id == box.class_id and close, (box, best)
             assert best.score == pytest.approx(box.score, abs=0.01)
             compared += 1
     assert compared >= 8
+
+
+def _gap(a, b) -> float:
+    return max(abs(x - y) for x, y in zip(_corners(a), _corners(b), strict=True))
 
 
 def _corners(detection) -> tuple[float, float, float, float]:
