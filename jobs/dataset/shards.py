@@ -114,6 +114,7 @@ def example_features(job: ImageJob, result: ImageResult, classes: dict[str, int]
         "image/width": Ints([width]),
         "image/filename": Bytes([job.filename]),
         "image/source_id": Bytes([str(job.source_id)]),
+        "image/key/sha256": Bytes([hashlib.sha256(data).hexdigest()]),  # the OD API's key; foundation format
         "image/object/bbox/xmin": Floats([b.xmin / width for b in boxes]),
         "image/object/bbox/xmax": Floats([b.xmax / width for b in boxes]),
         "image/object/bbox/ymin": Floats([b.ymin / height for b in boxes]),
