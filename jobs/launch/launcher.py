@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from jobs.dataset.gcs import split_uri
 from jobs.errors import DetectorError, UsageError
 from jobs.launch.accelerators import AVAILABILITY_AS_OF, PRICES_AS_OF, Accelerator, get_accelerator
 from jobs.launch.backends import Backend, JobInfo
@@ -144,7 +145,7 @@ def plan_evaluation(stack: StackOutputs, record: RunRecord, accelerator_name: st
 
 def dataset_summary(storage_client, data_uri: str) -> dict:
     """``dataset.json`` of the prepared data in the bucket; a PreflightError when it is not there."""
-    bucket, _, prefix = data_uri.removeprefix("gs://").partition("/")
+    bucket, prefix = split_uri(data_uri)
     blob = storage_client.bucket(bucket).get_blob(f"{prefix}/dataset.json".lstrip("/"))
     if blob is None:
         raise PreflightError(f"no prepared data at {data_uri} (dataset.json missing): run "

@@ -47,10 +47,12 @@ class RunStore:
     def __init__(self, runs_prefix: str, client=None):
         from google.cloud import storage
 
-        bucket, _, prefix = runs_prefix.removeprefix("gs://").partition("/")
+        from jobs.dataset.gcs import split_uri
+
+        bucket, prefix = split_uri(runs_prefix)
         self.client = client or storage.Client()
         self.bucket = self.client.bucket(bucket)
-        self.prefix = prefix.strip("/")
+        self.prefix = prefix
 
     def _blob(self, run_id: str):
         return self.bucket.blob(f"{self.prefix}/{run_id}/run.json")

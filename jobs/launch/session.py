@@ -93,7 +93,9 @@ class CloudSession:
     def _latest_metrics(self, model_dir: str) -> dict | None:
         import json
 
-        bucket, _, prefix = model_dir.removeprefix("gs://").partition("/")
+        from jobs.dataset.gcs import split_uri
+
+        bucket, prefix = split_uri(model_dir)
         blob = self.storage.bucket(bucket).get_blob(f"{prefix}/eval/metrics.json") if bucket else None
         return json.loads(blob.download_as_text()) if blob else None
 
