@@ -34,6 +34,7 @@ def train(
     batch_size: Annotated[int | None, typer.Option(min=1, help="global batch (Vertex: preset batch x cores)")] = None,
     init_checkpoint: Annotated[str | None, typer.Option(help="start from this checkpoint or .tar.gz")] = None,
     device: Annotated[str, typer.Option(help="local backend: auto, cpu or gpu")] = "auto",
+    seed: Annotated[int, typer.Option(help="weights, data order and augmentation (a resumed run keeps its own)")] = 0,
     stack: StackName = None,
     stack_outputs: StackFile = None,
     backend: Annotated[str | None, typer.Option(help="local or vertex (default: vertex with a stack)")] = None,
@@ -51,7 +52,7 @@ def train(
         from jobs.launch.launcher import TrainOptions
 
         options = TrainOptions(preset, accelerator, replicas, spot, steps, batch_size, run_id, data,
-                               init_checkpoint, timeout_hours)
+                               init_checkpoint, timeout_hours, seed)
         train_on_vertex(stack, stack_outputs, options, dry_run, yes, local_docker)
         return
     if not data or not model_dir:
@@ -59,7 +60,7 @@ def train(
     from jobs.launch.backends import LocalBackend
     from jobs.launch.launcher import local_training
 
-    spec = local_training(preset, data, model_dir, steps, batch_size, init_checkpoint, device)
+    spec = local_training(preset, data, model_dir, steps, batch_size, init_checkpoint, device, seed)
     with progress_bar(f"training {preset}") as update:
         def on_line(line: str) -> None:
             if line.startswith(PROGRESS_PREFIX):

@@ -43,6 +43,7 @@ class TrainOptions:
     data: str | None = None  # gs:// URI, or a folder name under the stack's data prefix
     init_checkpoint: str | None = None  # default: the preset's Model Garden checkpoint
     timeout_hours: float = 24.0
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def plan_training(stack: StackOutputs, options: TrainOptions) -> Plan:
     model_dir = stack.checkpoint_uri(run_id)
     init = options.init_checkpoint if options.init_checkpoint is not None else preset.cloud_checkpoint
     args = ["--data", data_uri, "--preset", preset.name, "--model-dir", model_dir, "--steps", str(steps),
-            "--batch-size", str(batch), "--device", accelerator.device]
+            "--batch-size", str(batch), "--device", accelerator.device, "--seed", str(options.seed)]
     if init:
         args += ["--init-checkpoint", init]
     labels = {"experiment": stack.experiment, "run": run_id, "preset": preset.name, "kind": "train"}
@@ -115,14 +116,15 @@ def plan_training(stack: StackOutputs, options: TrainOptions) -> Plan:
                    int(options.timeout_hours * 3600), labels, f"{stack.experiment}-{run_id}-train")
     config = {"preset": preset.name, "accelerator": accelerator.name, "replicas": options.replicas,
               "spot": options.spot, "steps": steps, "batch_size": batch, "init_checkpoint": init,
-              "timeout_hours": options.timeout_hours, "model_dir": model_dir}
+              "timeout_hours": options.timeout_hours, "seed": options.seed, "model_dir": model_dir}
     return Plan(run_id, spec, data_uri, model_dir, stack.run_uri(run_id), config)
 
 
 def local_training(preset: str, data: str, model_dir: str, steps: int | None, batch_size: int | None,
-                   init_checkpoint: str | None, device: str) -> JobSpec:
+                   init_checkpoint: str | None, device: str, seed: int = 0) -> JobSpec:
     """The trainer entrypoint's job on this machine: the same arguments a Vertex job gets."""
-    args = ["--data", data, "--preset", get_preset(preset).name, "--model-dir", model_dir, "--device", device]
+    args = ["--data", data, "--preset", get_preset(preset).name, "--model-dir", model_dir, "--device", device,
+            "--seed", str(seed)]
     for flag, value in (("--steps", steps), ("--batch-size", batch_size), ("--init-checkpoint", init_checkpoint)):
         if value is not None:
             args += [flag, str(value)]

@@ -29,7 +29,7 @@ def read_dataset(data_dir: str) -> dict:
 
 
 def make_spec(preset_name: str, data_dir: str, steps: int | None, batch_size: int | None,
-              init_checkpoint: str | None, precision: str = "float32") -> TrainSpec:
+              init_checkpoint: str | None, precision: str = "float32", seed: int = 0) -> TrainSpec:
     preset = get_preset(preset_name)
     dataset = read_dataset(data_dir)
     return TrainSpec(
@@ -39,6 +39,7 @@ def make_spec(preset_name: str, data_dir: str, steps: int | None, batch_size: in
         max_instances=max(MODEL_GARDEN_LIMIT, dataset["max_boxes_per_image"]),
         classes=tuple(c["name"] for c in sorted(dataset["classes"], key=lambda c: c["id"])),
         precision=precision,
+        seed=seed,
     )
 
 

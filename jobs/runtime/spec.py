@@ -24,6 +24,7 @@ class TrainSpec:
     max_instances: int = 100
     classes: tuple[str, ...] = ()
     precision: str = "float32"  # bfloat16 on TPU
+    seed: int = 0  # weights, data order and augmentation; a resumed run continues from seed + its start step
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"

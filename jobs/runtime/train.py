@@ -59,6 +59,9 @@ def train(spec: TrainSpec, model_dir: str, device: str = "auto", progress: Train
     start = latest_step(model_dir)
     if spec.init_checkpoint and start == 0:  # a resumed run restores its own checkpoint instead
         params.task.init_checkpoint = resolve_init_checkpoint(spec.init_checkpoint)
+    seed = spec.seed + start  # reproducible, and a resumed run does not replay the first batches of the data
+    tf.keras.utils.set_random_seed(seed)
+    params.task.train_data.seed = seed
     train_utils.serialize_config(params, model_dir)
     strategy = devices.make_strategy(device)
     last = {"step": start, "loss": None}
@@ -105,12 +108,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--init-checkpoint")
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=devices.DEVICES, default="auto")
     args = parser.parse_args(argv)
     if not args.model_dir:
         parser.error("--model-dir is required outside Vertex AI")
     spec = make_spec(args.preset, args.data, args.steps, args.batch_size, args.init_checkpoint,
-                     devices.precision_for(args.device))
+                     devices.precision_for(args.device), args.seed)
     start = latest_step(args.model_dir)
     print(f"{'resuming from' if start else 'starting at'} step {start} of {spec.steps} in {args.model_dir}",
           flush=True)

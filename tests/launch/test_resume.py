@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -62,6 +63,9 @@ def test_kill_9_after_a_checkpoint_then_relaunch_continues_from_it(data, tmp_pat
     assert f"resuming from step {step} of 300" in done.stdout
     assert "to step 300 in" in done.stdout
     assert checkpoint_step(model_dir) == 300
+    # Seeded from --seed (0) plus the step it resumed at: reproducible, without replaying the first batches.
+    assert json.loads((model_dir / "experiment.json").read_text())["seed"] == 0
+    assert re.search(rf"^\s+seed: {step}$", (model_dir / "params.yaml").read_text(), re.M)
 
 
 def test_init_checkpoint_from_a_tar_gz_archive(data, tmp_path):

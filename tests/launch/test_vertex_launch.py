@@ -103,13 +103,14 @@ def test_worker_pool_spec_for_every_accelerator(cloud, vertex_server, name):
 
 
 def test_several_gpu_replicas_get_a_chief_and_a_worker_pool(cloud, vertex_server):
-    cloud().train(TrainOptions("retinanet-resnet50fpn-640", "gpu-l4-1", replicas=3, run_id="multi"), yes)
+    cloud().train(TrainOptions("retinanet-resnet50fpn-640", "gpu-l4-1", replicas=3, run_id="multi", seed=7), yes)
     chief, workers = submitted(vertex_server).job_spec.worker_pool_specs
     assert (chief.replica_count, workers.replica_count) == (1, 2)
     assert workers.machine_spec == chief.machine_spec
     assert workers.container_spec.args == chief.container_spec.args
     args = list(chief.container_spec.args)
     assert args[args.index("--batch-size") + 1] == "24"  # 8 per GPU x 3 replicas
+    assert args[args.index("--seed") + 1] == "7"
 
 
 def test_on_demand_and_tensorboard(cloud, vertex_server):
