@@ -23,6 +23,7 @@ class Box(NamedTuple):
     ymax: float
     location: str
     normalized: bool = False
+    crowd: bool = False  # COCO iscrowd: a group of objects, skipped by training and ignored by evaluation
 
 
 @dataclass

@@ -12,17 +12,17 @@ class GroundTruthImage:
     filename: str
     width: int
     height: int
-    boxes: Sequence[tuple[int, float, float, float, float]]  # (class id, xmin, ymin, xmax, ymax) in pixels
+    boxes: Sequence[tuple[int, float, float, float, float, bool]]  # (class id, xmin, ymin, xmax, ymax, crowd), pixels
 
 
 def ground_truth(images: Sequence[GroundTruthImage], label_map: dict[str, int]) -> dict:
     annotations = []
     for image in images:
-        for class_id, xmin, ymin, xmax, ymax in image.boxes:
+        for class_id, xmin, ymin, xmax, ymax, crowd in image.boxes:
             width, height = xmax - xmin, ymax - ymin
             annotations.append({
                 "id": len(annotations) + 1, "image_id": image.image_id, "category_id": class_id,
-                "bbox": [xmin, ymin, width, height], "area": width * height, "iscrowd": 0,
+                "bbox": [xmin, ymin, width, height], "area": width * height, "iscrowd": int(crowd),
             })
     return {
         "info": {"description": "written by detector data prepare"},

@@ -155,8 +155,10 @@ TOO_MANY_BOXES = _rule(
     "silently; `train` raises the limit to the dataset's maximum (max_boxes_per_image in dataset.json).",
 )
 CROWD_BOX = _rule(
-    "B010", "crowd-box", W, Action.DROP_ROW,
-    "COCO iscrowd=1 marks a group of objects, not one; RetinaNet training here has no crowd handling.",
+    "B010", "crowd-box", W, Action.WARN,
+    "COCO iscrowd=1 marks a group of objects, not one. Written with is_crowd=1 (records) and iscrowd=1 (COCO "
+    "ground truth): Model Garden's RetinaNet parser skips it in training and COCO evaluation ignores detections "
+    "on it.",
 )
 # Classes.
 UNKNOWN_CLASS = _rule("C001", "unknown-class", E, Action.FATAL, "A class is not in the given label map.")

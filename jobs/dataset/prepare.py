@@ -129,7 +129,7 @@ def _write_rest(stage: Path, checked: Checked, written: dict[str, list[dict]]) -
         images = checked.splits[split]
         write_json(stage / f"{split}_coco.json", ground_truth(
             [GroundTruthImage(i.source_id, i.filename, i.info.width, i.info.height,
-                              [(classes[b.label], b.xmin, b.ymin, b.xmax, b.ymax) for b in i.boxes])
+                              [(classes[b.label], b.xmin, b.ymin, b.xmax, b.ymax, b.crowd) for b in i.boxes])
              for i in images], classes), indent=None)
 
 

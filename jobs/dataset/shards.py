@@ -122,5 +122,5 @@ def example_features(job: ImageJob, result: ImageResult, classes: dict[str, int]
         "image/object/class/text": Bytes([b.label for b in boxes]),
         "image/object/class/label": Ints([classes[b.label] for b in boxes]),
         "image/object/area": Floats([(b.xmax - b.xmin) * (b.ymax - b.ymin) for b in boxes]),
-        "image/object/is_crowd": Ints([0] * len(boxes)),
+        "image/object/is_crowd": Ints([int(b.crowd) for b in boxes]),
     }

@@ -67,7 +67,7 @@ def check_box(box: Box, width: int, height: int, report: Report) -> Box | None:
         report.add(BOX_TOO_SMALL, box.location, f"{_what(box)} is {xmax - xmin:.3g}x{ymax - ymin:.3g} px in a "
                                                 f"{width}x{height} image: too small to train")
         return None
-    return Box(box.label, xmin, ymin, xmax, ymax, box.location)
+    return Box(box.label, xmin, ymin, xmax, ymax, box.location, crowd=box.crowd)
 
 
 def _iou(a: Box, b: Box) -> float:

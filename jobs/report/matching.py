@@ -102,10 +102,10 @@ def _corners(xywh: list) -> np.ndarray:
 
 
 def _match_all(ground_truth: dict, detections: list[dict], index: dict[int, int]) -> dict[int, _Image]:
-    truth, found = defaultdict(list), defaultdict(list)
+    truth, crowds, found = defaultdict(list), defaultdict(list), defaultdict(list)
     for annotation in ground_truth["annotations"]:
-        if not annotation.get("iscrowd") and annotation["category_id"] in index:
-            truth[annotation["image_id"]].append(annotation)
+        if annotation["category_id"] in index:
+            (crowds if annotation.get("iscrowd") else truth)[annotation["image_id"]].append(annotation)
     for detection in detections:
         if detection["category_id"] in index:
             found[detection["image_id"]].append(detection)
@@ -116,8 +116,26 @@ def _match_all(ground_truth: dict, detections: list[dict], index: dict[int, int]
                        _corners([d["bbox"] for d in dt]), np.array([index[d["category_id"]] for d in dt], int),
                        np.array([d["score"] for d in dt], float), np.full(len(dt), -1))
         _match(image)
+        crowd = crowds[entry["id"]]
+        if crowd:
+            image = _ignore_on_crowds(image, _corners([a["bbox"] for a in crowd]),
+                                      np.array([index[a["category_id"]] for a in crowd], int))
         images[entry["id"]] = image
     return images
+
+
+def _ignore_on_crowds(image: _Image, boxes: np.ndarray, classes: np.ndarray) -> _Image:
+    """Without the unmatched detections that lie mostly (≥ 0.5 of their area) on a crowd region of their class:
+    COCO neither rewards nor penalizes them."""
+    top_left = np.maximum(image.boxes[:, None, :2], boxes[None, :, :2])
+    bottom_right = np.minimum(image.boxes[:, None, 2:], boxes[None, :, 2:])
+    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
+    area = np.prod(image.boxes[:, 2:] - image.boxes[:, :2], axis=1)
+    covered = inter / np.where(area > 0, area, 1)[:, None]
+    on_crowd = np.any((covered >= IOU_THRESHOLD) & (image.classes[:, None] == classes[None, :]), axis=1)
+    keep = ~on_crowd | (image.match >= 0)
+    return _Image(image.truth_boxes, image.truth_classes, image.boxes[keep], image.classes[keep],
+                  image.scores[keep], image.match[keep])
 
 
 def _match(image: _Image) -> None:

@@ -52,6 +52,26 @@ def test_vertex_splits_honour_ml_use_and_split_unassigned_80_10_10(tmp_path):
     assert "t.jpg" in truth["train"] and "v.jpg" in truth["val"] and "x.jpg" in truth["test"]
 
 
+def test_coco_crowd_regions_are_kept_as_crowds_in_records_and_ground_truth(tmp_path):
+    images = tmp_path / "images"
+    data = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "cat"}]}
+    for index in range(10):
+        make_image(images / f"c{index}.jpg", "jpeg")
+        data["images"].append({"id": index + 1, "file_name": f"c{index}.jpg", "width": 64, "height": 48})
+        for crowd, bbox in ((0, [4, 4, 20, 20]), (index == 0, [30, 10, 30, 30])):
+            data["annotations"].append({"id": len(data["annotations"]) + 1, "image_id": index + 1,
+                                        "category_id": 1, "bbox": bbox, "iscrowd": int(crowd)})
+    labels = tmp_path / "instances.json"
+    labels.write_text(json.dumps(data))
+    result = prepare(PrepareOptions(labels, images, tmp_path / "out", val_fraction=0.0, stats=False))
+    assert result.summary["findings"] == {"B010": 1} and result.summary["rows"]["written"] == 20
+    crowd = _examples(tmp_path / "out")["c0.jpg"]
+    assert list(crowd["image/object/is_crowd"].int64_list.value) == [0, 1]
+    assert list(_examples(tmp_path / "out")["c1.jpg"]["image/object/is_crowd"].int64_list.value) == [0, 0]
+    truth = json.loads((tmp_path / "out" / "train_coco.json").read_text())["annotations"]
+    assert sorted(a["iscrowd"] for a in truth) == [0] * 19 + [1]
+
+
 def test_unlabeled_images_become_negatives_but_not_images_whose_rows_were_dropped(tmp_path):
     images = tmp_path / "images"
     for name in ("a.jpg", "b.jpg", "c.jpg", "bad-row.jpg", "sub/d.png"):

@@ -84,3 +84,16 @@ def test_annotate_adds_the_table_columns_to_the_metrics():
                                              ([0, 0, 0, 0], [0, 0, 0, 0], 0.0)])
 def test_iou(a, b, iou):
     assert iou_matrix(np.array([a], float), np.array([b], float))[0, 0] == pytest.approx(iou)
+
+
+def test_detections_on_a_crowd_region_of_their_class_are_neither_right_nor_wrong():
+    crowd = {"id": 4, "image_id": 20, "category_id": 2, "bbox": [40, 40, 40, 40], "iscrowd": 1}
+    truth = {**GROUND_TRUTH, "annotations": [*GROUND_TRUTH["annotations"], crowd]}
+    on_crowd = [{"image_id": 20, "category_id": 2, "bbox": [50, 50, 10, 10], "score": 0.9},  # inside: ignored
+                {"image_id": 20, "category_id": 1, "bbox": [50, 50, 10, 10], "score": 0.9}]  # other class: false
+    before = analyze(GROUND_TRUTH, DETECTIONS + on_crowd, score_threshold=0.5)
+    after = analyze(truth, DETECTIONS + on_crowd, score_threshold=0.5)
+    assert after.per_class["square"] == {"images": 1, "instances": 1, "P": 0.0, "R": 0.0}  # only the false one on A
+    assert after.per_class["circle"] == before.per_class["circle"]
+    assert after.confusion[-1, 1] == before.confusion[-1, 1] - 1  # one square fewer predicted on background
+    assert after.overall["instances"] == 3

@@ -111,11 +111,12 @@ def read_coco(path: Path, report: Report) -> Labels:
             report.add(UNKNOWN_CLASS_ID, location, f"category_id {annotation.get('category_id')!r} is not in "
                                                    f"categories ({', '.join(map(repr, categories))})")
             labels.drop_row(filename)
-        elif annotation.get("iscrowd"):
-            report.add(CROWD_BOX, location, f"crowd box of '{label}' in '{filename}' dropped")
-            labels.drop_row(filename)
         else:
-            labels.add_box(filename, Box(label, x, y, x + width, y + height, location))
+            crowd = bool(annotation.get("iscrowd"))
+            if crowd:
+                report.add(CROWD_BOX, location, f"crowd box of '{label}' in '{filename}': kept as a crowd region "
+                                                "(not trained on, detections on it not counted)")
+            labels.add_box(filename, Box(label, x, y, x + width, y + height, location, crowd=crowd))
     for image_id, (filename, size) in images.items():
         if image_id not in annotated:
             labels.add_negative(filename, f"{name}:image {image_id}")
