@@ -146,6 +146,30 @@ def test_a_voc_folder_rerun_is_unchanged_until_an_annotation_changes(tmp_path):
     assert not prepare(options).unchanged
 
 
+def test_a_voc_devkit_keeps_the_splits_of_its_image_sets(tmp_path):
+    devkit = tmp_path / "VOC2007"
+    (devkit / "Annotations").mkdir(parents=True)
+    (devkit / "ImageSets" / "Main").mkdir(parents=True)
+    for index in range(20):
+        make_image(devkit / "JPEGImages" / f"{index:06d}.jpg", "jpeg")
+        (devkit / "Annotations" / f"{index:06d}.xml").write_text(
+            f"<annotation><filename>{index:06d}.jpg</filename><object><name>cat</name><bndbox><xmin>8</xmin>"
+            "<ymin>8</ymin><xmax>40</xmax><ymax>40</ymax></bndbox></object></annotation>")
+    sets = {"train": range(0, 12), "val": range(12, 16), "test": range(16, 18)}  # 18, 19: in no set
+    for split, ids in sets.items():
+        (devkit / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{i:06d}\n" for i in ids))
+    options = PrepareOptions(devkit, None, tmp_path / "out", val_fraction=0.5, stats=False)
+    summary = prepare(options).summary
+    truth = {split: {i["file_name"] for i in json.loads((tmp_path / "out" / f"{split}_coco.json").read_text())[
+        "images"]} for split in ("train", "val", "test")}
+    for split, ids in sets.items():
+        assert {f"{i:06d}.jpg" for i in ids} <= truth[split]
+    assert {summary["splits"][split]["images"] for split in ("train", "val")} == {13, 5}  # 18, 19: one each
+    assert summary["splits"]["test"]["images"] == 2
+    (devkit / "ImageSets" / "Main" / "val.txt").write_text("000012\n")
+    assert not prepare(options).unchanged, "a changed image set is a changed input"
+
+
 def test_charts_are_written_beside_the_records(tmp_path):
     data = make_dataset(tmp_path / "data", count=12, seed=4, size=64)
     result = prepare(PrepareOptions(data.labels_csv, data.images_dir, tmp_path / "out"))
