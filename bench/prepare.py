@@ -1,9 +1,10 @@
 """Benchmark ``data prepare`` against ``cp -r`` and a seed-style converter, on the raccoon images copied N times.
 
-    .venv/bin/python bench/prepare.py [--copies 100] [--repeat 1] [--work DIR] [--keep]
+    .venv/bin/python bench/prepare.py [--copies 100] [--repeat 3] [--work DIR] [--keep]
 
-Each figure is a whole command, end to end, interpreter start-up and imports included, on a warm page cache (every
-image is read just before each command): ``cp -r`` of the images (every byte read and written once), the
+Each figure is the fastest of ``--repeat`` runs of a whole command, end to end, interpreter start-up and imports
+included, on a warm page cache (every image is read just before each command) with nothing left to write back from
+the command before (``sync``): ``cp -r`` of the images (every byte read and written once), the
 seed-style converter (one process, pandas group-by, PIL open per image, tf.train.Example, one TFRecord file: what
 ``generate_tfrecord.py`` did), ours with the default header checks (charts included), the same without charts,
 ours with ``--verify full``. Goals: ours >= 0.5x ``cp -r``, >= 5x seed.
@@ -106,12 +107,14 @@ def warm(images: Path) -> None:
 
 
 def timed(name: str, command: list[str], cwd: Path, output: Path, images: Path, repeat: int) -> tuple[float, float]:
-    """(wall, CPU) seconds of the fastest of ``repeat`` runs, each on a warm cache, its output removed before."""
+    """(wall, CPU) seconds of the fastest of ``repeat`` runs, each on a warm cache, its output removed before and
+    everything written so far on disk (so that no command pays for the write-back of another's output)."""
     best = (float("inf"), 0.0)
     for _ in range(repeat):
         shutil.rmtree(output, ignore_errors=True)
         output.unlink(missing_ok=True)
         warm(images)
+        os.sync()
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
@@ -128,7 +131,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=100)
     parser.add_argument("--work", type=Path, help="scratch folder (default: a new one under the temp dir)")
-    parser.add_argument("--repeat", type=int, default=1, help="run each command this many times, keep the best")
+    parser.add_argument("--repeat", type=int, default=3, help="run each command this many times, keep the best")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     args = parser.parse_args()
     if not (RACCOON / "images").is_dir():
