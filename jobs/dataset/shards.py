@@ -13,7 +13,8 @@ from typing import NamedTuple
 from jobs.dataset.examine import ImageJob, ImageResult, examine
 from jobs.dataset.images import record_bytes
 from jobs.dataset.parallel import PARALLEL_FROM, Progress, parallel_map
-from jobs.dataset.tfrecord import Bytes, Floats, Ints, encode_example, frame
+from jobs.dataset.records import RecordEncoder
+from jobs.dataset.tfrecord import write_record
 
 DEFAULT_SHARD_BYTES = 150 * 1024 * 1024
 MIN_ROUNDED_BYTES = 100 * 1024 * 1024
@@ -70,6 +71,7 @@ def write_shard(task: tuple[str, Sequence[ImageJob], dict[str, int]]) -> tuple[d
     digest = hashlib.sha256()
     size = 0
     results, records = [], []
+    encoder = RecordEncoder(classes)
     with open(path, "wb", buffering=0) as stream:
         for job in jobs:
             data = _read(job.path)
@@ -77,13 +79,16 @@ def write_shard(task: tuple[str, Sequence[ImageJob], dict[str, int]]) -> tuple[d
             results.append(result)
             if not result.kept or data is None:
                 continue
-            example = encode_example(example_features(job, result, classes, record_bytes(data, result.info)))
-            header, footer = frame(example)
-            if os.writev(stream.fileno(), (header, example, footer)) != len(header) + len(example) + len(footer):
-                raise OSError(f"short write to {path}")
-            records.append(f"{job.filename}\0{len(example)}\0{footer.hex()}")
+            info = result.info
+            pieces = encoder.encode(record_bytes(data, info), info.record_format, info.width, info.height,
+                                    job.filename, job.source_id, result.boxes)
+            try:
+                length, crc = write_record(stream.fileno(), pieces)
+            except OSError as err:
+                raise OSError(f"writing {path}: {err}") from None
+            records.append(f"{job.filename}\0{length}\0{crc:08x}")
             digest.update(records[-1].encode() + b"\n")
-            size += len(example)
+            size += length
     return {"records": len(records), "bytes": size, "content_sha256": digest.hexdigest()}, results, records
 
 
@@ -101,26 +106,3 @@ def _read(path: str) -> bytes | None:
         return None
     finally:
         os.close(handle)
-
-
-def example_features(job: ImageJob, result: ImageResult, classes: dict[str, int], data: bytes) -> dict:
-    """The TF Example keys that Model Garden's TfExampleDecoder and the OD API read."""
-    info, boxes = result.info, result.boxes
-    width, height = info.width, info.height
-    return {
-        "image/encoded": Bytes([data]),
-        "image/format": Bytes([info.record_format]),
-        "image/height": Ints([height]),
-        "image/width": Ints([width]),
-        "image/filename": Bytes([job.filename]),
-        "image/source_id": Bytes([str(job.source_id)]),
-        "image/key/sha256": Bytes([hashlib.sha256(data).hexdigest()]),  # the OD API's key; foundation format
-        "image/object/bbox/xmin": Floats([b.xmin / width for b in boxes]),
-        "image/object/bbox/xmax": Floats([b.xmax / width for b in boxes]),
-        "image/object/bbox/ymin": Floats([b.ymin / height for b in boxes]),
-        "image/object/bbox/ymax": Floats([b.ymax / height for b in boxes]),
-        "image/object/class/text": Bytes([b.label for b in boxes]),
-        "image/object/class/label": Ints([classes[b.label] for b in boxes]),
-        "image/object/area": Floats([(b.xmax - b.xmin) * (b.ymax - b.ymin) for b in boxes]),
-        "image/object/is_crowd": Ints([int(b.crowd) for b in boxes]),
-    }
