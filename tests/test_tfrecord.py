@@ -57,7 +57,8 @@ def test_cached_heads_serve_every_box_count_and_size():
         for width in (127, 128, 20000):
             boxes = [Box("ab"[index % 2], 1.0, 2.0, 3.0 + index, 4.0, "r") for index in range(count)]
             parsed = _parse(encoder.encode(b"x" * (count * 5), "jpeg", width, 99, "f.jpg", count + 1, boxes))
-            assert list(parsed["image/object/class/label"].int64_list.value) == [1 + index % 2 for index in range(count)]
+            labels = parsed["image/object/class/label"].int64_list.value
+            assert list(labels) == [1 + index % 2 for index in range(count)]
             assert len(parsed["image/object/bbox/xmax"].float_list.value) == count
             assert parsed["image/width"].int64_list.value == [width]
             assert parsed["image/encoded"].bytes_list.value == [b"x" * (count * 5)]

@@ -5,6 +5,8 @@ Nothing heavy is imported at module level: ``--help`` and the data commands neve
 
 from __future__ import annotations
 
+import gc
+
 from jobs.cli import cloud, data, model  # noqa: F401  (registers the commands)
 from jobs.cli.app import app
 from jobs.console import errors
@@ -22,3 +24,5 @@ def main() -> None:
     except FileNotFoundError as err:
         errors.print(f"[red]error:[/red] {err}", highlight=False)
         raise SystemExit(1) from None
+    finally:
+        gc.freeze()  # the exit skips a collection pass over every object: about 0.2 s with typer and rich loaded
