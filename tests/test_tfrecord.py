@@ -53,13 +53,16 @@ def test_negative_image_has_every_key_with_empty_lists():
 def test_cached_heads_serve_every_box_count_and_size():
     """Heads are cached per box count and per (key, value): records of different shapes must not share them."""
     encoder = RecordEncoder({"a": 1, "b": 2})
+    encoder.CACHE_LIMIT = 3  # caches fill and start again many times over
     for count in (0, 1, 31, 32, 33, 1, 0):
         for width in (127, 128, 20000):
-            boxes = [Box("ab"[index % 2], 1.0, 2.0, 3.0 + index, 4.0, "r") for index in range(count)]
+            boxes = [Box("ab"[index % 2], 1.0, 2.0, 3.0 + index, 4.0, "r", crowd=index == 2) for index in range(count)]
             parsed = _parse(encoder.encode(b"x" * (count * 5), "jpeg", width, 99, "f.jpg", count + 1, boxes))
             labels = parsed["image/object/class/label"].int64_list.value
             assert list(labels) == [1 + index % 2 for index in range(count)]
-            assert len(parsed["image/object/bbox/xmax"].float_list.value) == count
+            xmax = parsed["image/object/bbox/xmax"].float_list.value
+            assert list(xmax) == pytest.approx([(3.0 + index) / width for index in range(count)])
+            assert list(parsed["image/object/is_crowd"].int64_list.value) == [int(index == 2) for index in range(count)]
             assert parsed["image/width"].int64_list.value == [width]
             assert parsed["image/encoded"].bytes_list.value == [b"x" * (count * 5)]
 

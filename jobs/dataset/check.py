@@ -222,9 +222,10 @@ def check(options: CheckOptions, progress: Progress | None = None) -> Checked:
         loaded = load(options, progress)
         planned = plan(loaded)
         jobs = [job for items in planned.splits.values() for job in items]
-        chunks = [jobs[start:start + CHUNK] for start in range(0, len(jobs), CHUNK)]
-        results = parallel_map(examine_all, chunks, options.workers, progress and _per_image(progress, len(jobs)),
-                               "inspect", parallel=len(jobs) >= PARALLEL_FROM)
+        chunks = [(start, start + CHUNK) for start in range(0, len(jobs), CHUNK)]
+        results = parallel_map(examine_all, jobs, chunks, options.workers,
+                               progress and _per_image(progress, len(jobs)), "inspect",
+                               parallel=len(jobs) >= PARALLEL_FROM)
         return finish(loaded, planned, [result for chunk in results for result in chunk])
 
 

@@ -64,7 +64,8 @@ def examine(job: ImageJob, data: bytes | None = None) -> ImageResult:
     return ImageResult(job.filename, info, tuple(boxes), tuple(report.findings), written, dropped)
 
 
-def examine_all(jobs: list[ImageJob]) -> list[ImageResult]:
-    """Picklable worker for ``check``: header checks of a chunk of images."""
-    return [examine(job) for job in jobs]
+def examine_all(jobs: list[ImageJob], chunk: tuple[int, int]) -> list[ImageResult]:
+    """Worker for ``check``: header checks of ``jobs[start:stop]``."""
+    start, stop = chunk
+    return [examine(job) for job in jobs[start:stop]]
 

@@ -88,17 +88,22 @@ def inspect(path: str | Path, decode: bool = False, data: bytes | None = None) -
         if header is None and size > len(head):  # a header beyond the first bytes (rare): read it all
             data = Path(path).read_bytes()
     if data is not None:
-        tail, size = data[-TAIL_BYTES:], len(data)
+        tail, size = memoryview(data)[-TAIL_BYTES:], len(data)
         header = read_header(data)
     if header is None:
         with io.BytesIO(data) if data is not None else open(path, "rb") as stream:
             return _inspect_with_pillow(stream, decode)
-    ended = END_MARKERS[header.format] in tail
+    ended = _ends_with_marker(tail, END_MARKERS[header.format])
     if decode or not ended:
         with io.BytesIO(data) if data is not None else open(path, "rb") as stream:
             _open_and_decode(stream, truncated=not ended)
     return ImageInfo(header.width, header.height, header.format, header.mode, header.orientation, size,
                      header.bits, header.transparent, decode or not ended)
+
+
+def _ends_with_marker(tail: bytes | memoryview, marker: bytes) -> bool:
+    """Whether the end marker is in the last bytes; searched from the end, where it nearly always is."""
+    return tail[-len(marker):] == marker or marker in bytes(tail)
 
 
 def _head_and_tail(path: str | Path) -> tuple[bytes, bytes, int]:

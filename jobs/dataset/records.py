@@ -1,8 +1,9 @@
 """The detection record: one ``tf.train.Example`` per image with the keys that Model Garden's ``TfExampleDecoder`` and
 the old OD API read, serialized here without protobuf or TensorFlow.
 
-Every record has the same fifteen features in the same order, so what depends only on the keys, the number of boxes
-or a class name is built once and cached; per image, what is left is hashing and packing its values. The image bytes
+Every record has the same fifteen features in the same order, so what depends only on the keys, the length of a value,
+the number of boxes or their classes is built once and cached; per image, what is left is hashing the image and
+packing the coordinates. The image bytes
 are never copied: a record is returned as pieces (head, image, tail) for ``os.writev`` and a chained CRC.
 
 Wire format: ``Example.features`` (field 1) -> ``Features.feature`` map entries (field 1: key 1, value 2) ->
@@ -16,6 +17,7 @@ import hashlib
 import struct
 from collections.abc import Sequence
 from functools import cache
+from typing import TypeVar
 
 from jobs.dataset.annotations import Box
 
@@ -23,6 +25,7 @@ BYTES, FLOATS, INTS = b"\x0a", b"\x12", b"\x1a"  # Feature's oneof fields
 FLOAT_KEYS = ("image/object/bbox/xmin", "image/object/bbox/xmax", "image/object/bbox/ymin",
               "image/object/bbox/ymax", "image/object/area")
 _SMALL = [bytes((value,)) for value in range(0x80)]
+T = TypeVar("T")
 
 
 def varint(value: int) -> bytes:
@@ -62,56 +65,82 @@ def _entry(key: str, kind: bytes, values: bytes) -> bytes:
     return _entry_head(key, kind, len(values)) + values
 
 
+def _single_bytes_head(key: str, length: int) -> bytes:
+    """The head of a bytes entry that holds one item of ``length`` bytes, up to the item's bytes."""
+    item = b"\x0a" + varint(length)
+    return _entry_head(key, BYTES, len(item) + length) + item
+
+
 class RecordEncoder:
     """Serializes detection records for one label map (``classes``: name -> id)."""
+
+    CACHE_LIMIT = 4096  # entries per cache; a cache that grows past it (unusually varied data) starts again
 
     def __init__(self, classes: dict[str, int]):
         self._classes = classes
         self._texts = {name: _field(name.encode()) for name in classes}  # class/text items
-        self._constants: dict[tuple[str, str | int], bytes] = {}
-        self._per_count: dict[int, tuple[struct.Struct, list[bytes], bytes, bytes]] = {}
+        self._constants: dict[tuple[str, str | int], bytes] = {}  # format, width, height entries
+        self._heads: dict[tuple[str, int], bytes] = {}  # (key, length) -> head of a one-item bytes entry
+        self._objects: dict[tuple[tuple[str, ...], tuple[bool, ...]], bytes] = {}  # class text, label, crowd
+        self._floats: dict[int, tuple[struct.Struct, list[bytes]]] = {}  # box count -> struct, float entry heads
 
     def encode(self, image: bytes, fmt: str, width: int, height: int, filename: str, source_id: int,
                boxes: Sequence[Box]) -> tuple[bytes, bytes, bytes]:
         """The Example as (head, image, tail): its bytes are their concatenation."""
+        name, source, key = filename.encode(), str(source_id).encode(), hashlib.sha256(image).hexdigest().encode()
+        parts = [self._constant("image/format", fmt), self._constant("image/height", height),
+                 self._constant("image/width", width),
+                 self._head("image/filename", len(name)), name,
+                 self._head("image/source_id", len(source)), source,
+                 self._head("image/key/sha256", len(key)), key,
+                 self._object_entries(tuple([b.label for b in boxes]), tuple([b.crowd for b in boxes]))]
         count = len(boxes)
-        floats, float_heads, label_head, crowd_head = self._count_heads(count)
+        floats, float_heads = self._float_heads(count)
         packed = floats.pack(*[b.xmin / width for b in boxes], *[b.xmax / width for b in boxes],
                              *[b.ymin / height for b in boxes], *[b.ymax / height for b in boxes],
                              *[(b.xmax - b.xmin) * (b.ymax - b.ymin) for b in boxes])
-        ids = [self._classes[b.label] for b in boxes]
-        parts = [self._constant("image/format", fmt), self._constant("image/height", height),
-                 self._constant("image/width", width),
-                 _entry("image/filename", BYTES, _field(filename.encode())),
-                 _entry("image/source_id", BYTES, _field(str(source_id).encode())),
-                 _entry("image/key/sha256", BYTES, _field(hashlib.sha256(image).hexdigest().encode()))]
         size = 4 * count
-        parts += [head + packed[index * size:(index + 1) * size] for index, head in enumerate(float_heads[:4])]
-        parts.append(_entry("image/object/class/text", BYTES, b"".join([self._texts[b.label] for b in boxes])))
-        parts.append(label_head + bytes(ids) if max(ids, default=0) < 0x80 else
-                     _entry("image/object/class/label", INTS, b"".join(map(varint, ids))))
-        parts.append(float_heads[4] + packed[4 * size:])
-        parts.append(crowd_head + bytes([b.crowd for b in boxes]))
+        for index, head in enumerate(float_heads):
+            parts += (head, packed[index * size:(index + 1) * size])
         tail = b"".join(parts)
-        item = b"\x0a" + varint(len(image))
-        head = _entry_head("image/encoded", BYTES, len(item) + len(image)) + item
+        head = _single_bytes_head("image/encoded", len(image))  # lengths rarely repeat: not cached
         return b"\x0a" + varint(len(head) + len(image) + len(tail)) + head, image, tail
 
     def _constant(self, key: str, value: str | int) -> bytes:
-        """The entry of a value that repeats from image to image (format, width, height)."""
         entry = self._constants.get((key, value))
         if entry is None:
-            entry = self._constants[key, value] = (_entry(key, INTS, varint(value)) if isinstance(value, int)
-                                                   else _entry(key, BYTES, _field(value.encode())))
+            entry = _entry(key, INTS, varint(value)) if isinstance(value, int) else \
+                _entry(key, BYTES, _field(value.encode()))
+            self._remember(self._constants, (key, value), entry)
         return entry
 
-    def _count_heads(self, count: int) -> tuple[struct.Struct, list[bytes], bytes, bytes]:
-        """For ``count`` boxes: the struct of the five float lists, their entries' heads, and the heads of the label
-        and crowd entries when each value takes one byte."""
-        heads = self._per_count.get(count)
+    def _head(self, key: str, length: int) -> bytes:
+        head = self._heads.get((key, length))
+        if head is None:
+            head = self._remember(self._heads, (key, length), _single_bytes_head(key, length))
+        return head
+
+    def _object_entries(self, labels: tuple[str, ...], crowds: tuple[bool, ...]) -> bytes:
+        """The class text, class label and crowd entries of boxes with these labels and crowd flags."""
+        entries = self._objects.get((labels, crowds))
+        if entries is None:
+            ids = b"".join([varint(self._classes[label]) for label in labels])
+            entries = self._remember(self._objects, (labels, crowds), b"".join([
+                _entry("image/object/class/text", BYTES, b"".join([self._texts[label] for label in labels])),
+                _entry("image/object/class/label", INTS, ids),
+                _entry("image/object/is_crowd", INTS, bytes([int(crowd) for crowd in crowds]))]))
+        return entries
+
+    def _float_heads(self, count: int) -> tuple[struct.Struct, list[bytes]]:
+        """For ``count`` boxes: the struct that packs the five float lists and their entries' heads."""
+        heads = self._floats.get(count)
         if heads is None:
-            heads = self._per_count[count] = (struct.Struct(f"<{5 * count}f"),
-                                              [_entry_head(key, FLOATS, 4 * count) for key in FLOAT_KEYS],
-                                              _entry_head("image/object/class/label", INTS, count),
-                                              _entry_head("image/object/is_crowd", INTS, count))
+            heads = self._remember(self._floats, count, (struct.Struct(f"<{5 * count}f"),
+                                                         [_entry_head(key, FLOATS, 4 * count) for key in FLOAT_KEYS]))
         return heads
+
+    def _remember(self, cache: dict, key: object, value: T) -> T:
+        if len(cache) >= self.CACHE_LIMIT:
+            cache.clear()
+        cache[key] = value
+        return value

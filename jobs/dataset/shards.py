@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -43,37 +42,51 @@ def write_shards(folder: Path, splits: dict[str, list[ImageJob]], classes: dict[
         if not num_shards and count > 1 and total / (math.ceil(count / workers) * workers) >= MIN_ROUNDED_BYTES:
             count = math.ceil(count / workers) * workers
         count = max(1, min(count, len(jobs)))
-        for index in range(count):
-            tasks.append((split, str(folder / f"{split}-{index:05d}-of-{count:05d}.tfrecord"), jobs[index::count]))
-    images = sum(len(jobs) for _, _, jobs in tasks)
+        tasks += [ShardTask(split, str(folder / f"{split}-{index:05d}-of-{count:05d}.tfrecord"), index, count)
+                  for index in range(count)]
+    images = sum(len(jobs) for jobs in splits.values())
     done = 0
 
     def shard_written(stage: str, shards: int, total: int) -> None:
         nonlocal done
-        done += len(tasks[shards - 1][2])
+        done += len(tasks[shards - 1].jobs(splits))
         if progress:
             progress(stage, done, images)
 
-    outcomes = parallel_map(write_shard, [(path, jobs, classes) for _, path, jobs in tasks], workers, shard_written,
-                            "write", parallel=images >= PARALLEL_FROM)
+    outcomes = parallel_map(write_shard, (splits, classes), tasks, workers, shard_written, "write",
+                            parallel=images >= PARALLEL_FROM)
     written = Written({split: [] for split in splits}, [], [])
-    for (split, path, _), (shard, results, records) in zip(tasks, outcomes, strict=True):
-        written.shards[split].append({"file": Path(path).name} | shard)
+    for task, (shard, results, records) in zip(tasks, outcomes, strict=True):
+        written.shards[task.split].append({"file": Path(task.path).name} | shard)
         written.results.extend(results)
-        written.records.extend(f"{split}\0{record}" for record in records)
+        written.records.extend(f"{task.split}\0{record}" for record in records)
     return written
 
 
-def write_shard(task: tuple[str, Sequence[ImageJob], dict[str, int]]) -> tuple[dict, list[ImageResult], list[str]]:
-    """Picklable worker: read, examine and write each image of one shard; returns the shard's counts and digest,
-    each image's result and each record's digest line (name, length and the CRC32C the framing computes anyway)."""
-    path, jobs, classes = task
+class ShardTask(NamedTuple):
+    """Shard ``index`` of ``count`` of a split: its every ``count``-th image, from the ``index``-th."""
+
+    split: str
+    path: str
+    index: int
+    count: int
+
+    def jobs(self, splits: dict[str, list[ImageJob]]) -> list[ImageJob]:
+        return splits[self.split][self.index::self.count]
+
+
+def write_shard(shared: tuple[dict[str, list[ImageJob]], dict[str, int]],
+                task: ShardTask) -> tuple[dict, list[ImageResult], list[str]]:
+    """Worker: read, examine and write each image of one shard; returns the shard's counts and digest, each image's
+    result and each record's digest line (name, length and the CRC32C the framing computes anyway)."""
+    splits, classes = shared
+    path = task.path
     digest = hashlib.sha256()
     size = 0
     results, records = [], []
     encoder = RecordEncoder(classes)
     with open(path, "wb", buffering=0) as stream:
-        for job in jobs:
+        for job in task.jobs(splits):
             data = _read(job.path)
             result = examine(job, data)
             results.append(result)
