@@ -3,32 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+from jobs.dataset.check import CheckedImage
 
 
-@dataclass(frozen=True)
-class GroundTruthImage:
-    image_id: int
-    filename: str
-    width: int
-    height: int
-    boxes: Sequence[tuple[int, float, float, float, float, bool]]  # (class id, xmin, ymin, xmax, ymax, crowd), pixels
-
-
-def ground_truth(images: Sequence[GroundTruthImage], label_map: dict[str, int]) -> dict:
+def ground_truth(images: Sequence[CheckedImage], classes: dict[str, int]) -> dict:
+    """Images keep their record's ``source_id`` as id; boxes are in pixels, crowds marked ``iscrowd``."""
     annotations = []
     for image in images:
-        for class_id, xmin, ymin, xmax, ymax, crowd in image.boxes:
-            width, height = xmax - xmin, ymax - ymin
+        for box in image.boxes:
+            width, height = box.xmax - box.xmin, box.ymax - box.ymin
             annotations.append({
-                "id": len(annotations) + 1, "image_id": image.image_id, "category_id": class_id,
-                "bbox": [xmin, ymin, width, height], "area": width * height, "iscrowd": int(crowd),
+                "id": len(annotations) + 1, "image_id": image.source_id, "category_id": classes[box.label],
+                "bbox": [box.xmin, box.ymin, width, height], "area": width * height, "iscrowd": int(box.crowd),
             })
     return {
         "info": {"description": "written by detector data prepare"},
-        "images": [{"id": i.image_id, "file_name": i.filename, "width": i.width, "height": i.height}
+        "images": [{"id": i.source_id, "file_name": i.filename, "width": i.info.width, "height": i.info.height}
                    for i in images],
         "annotations": annotations,
         "categories": [{"id": class_id, "name": name, "supercategory": "none"}
-                       for name, class_id in sorted(label_map.items(), key=lambda item: item[1])],
+                       for name, class_id in sorted(classes.items(), key=lambda item: item[1])],
     }

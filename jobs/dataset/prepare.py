@@ -11,19 +11,19 @@ import hashlib
 import json
 import tempfile
 from collections import Counter
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from jobs.dataset import label_map as label_maps
+from jobs.dataset.annotations import Labels
 from jobs.dataset.check import Checked, CheckFailed, CheckOptions, Loaded, Plan, finish, load, plan
-from jobs.dataset.coco import GroundTruthImage, ground_truth
+from jobs.dataset.coco import ground_truth
 from jobs.dataset.findings import Report
 from jobs.dataset.outputs import staged_directory, write_json
 from jobs.dataset.parallel import Progress, gc_paused
 from jobs.dataset.shards import DEFAULT_SHARD_BYTES, Written, write_shards
-from jobs.dataset.stats import chart_data, chart_process, write_stats
+from jobs.dataset.stats import ChartDrawer, chart_data
 
 SUMMARY = "dataset.json"  # written last: its presence marks a complete dataset
 REPORT = "report.json"
@@ -77,43 +77,44 @@ def prepare(options: PrepareOptions, progress: Progress | None = None) -> Prepar
 
 
 def _prepare(options: PrepareOptions, progress: Progress | None) -> PrepareResult:
-    try:
-        loaded = load(options.check_options(), progress)
-        fingerprint = loaded.fingerprint([options.num_shards, options.shard_bytes, options.stats])
-        previous = _previous(options.out)
-        if previous and previous[0].get("input_fingerprint") == fingerprint:
-            return PrepareResult(options.out, previous[0], previous[1], unchanged=True)
-        planned = plan(loaded)
-        if is_gcs(options.out):
-            from jobs.dataset.gcs import upload_dataset
+    previous = _previous(options.out)
+    with ChartDrawer() as charts:
 
-            with tempfile.TemporaryDirectory(prefix="detector-prepare-") as stage:
-                summary, checked = _write(Path(stage), loaded, planned, options, fingerprint, progress)
-                upload_dataset(Path(stage), str(options.out), SUMMARY, progress)
-        else:
-            with staged_directory(Path(options.out)) as stage:
-                summary, checked = _write(stage, loaded, planned, options, fingerprint, progress)
-    except CheckFailed as err:
-        raise PrepareFailed(err.report, options.strict) from None
+        def labels_read(labels: Labels) -> None:
+            if not previous and _draws_in_background(options, len(labels.images)):
+                charts.start()  # it imports matplotlib while the images are located and the split is planned
+
+        try:
+            loaded = load(options.check_options(), progress, labels_read)
+            fingerprint = loaded.fingerprint([options.num_shards, options.shard_bytes, options.stats])
+            if previous and previous[0].get("input_fingerprint") == fingerprint:
+                return PrepareResult(options.out, previous[0], previous[1], unchanged=True)
+            planned = plan(loaded)
+            if is_gcs(options.out):
+                from jobs.dataset.gcs import upload_dataset
+
+                with tempfile.TemporaryDirectory(prefix="detector-prepare-") as stage:
+                    summary, checked = _write(Path(stage), loaded, planned, options, fingerprint, charts, progress)
+                    upload_dataset(Path(stage), str(options.out), SUMMARY, progress)
+            else:
+                with staged_directory(Path(options.out)) as stage:
+                    summary, checked = _write(stage, loaded, planned, options, fingerprint, charts, progress)
+        except CheckFailed as err:
+            raise PrepareFailed(err.report, options.strict) from None
     return PrepareResult(options.out, summary, checked.report)
 
 
 def _write(stage: Path, loaded: Loaded, planned: Plan, options: PrepareOptions, fingerprint: str,
-           progress: Progress | None) -> tuple[dict, Checked]:
+           charts: ChartDrawer, progress: Progress | None) -> tuple[dict, Checked]:
     """Shards (examining each image as it is written), then, if the data is usable, everything else."""
-    images = sum(len(jobs) for jobs in planned.splits.values())
-    background = options.stats and images >= CHART_PROCESS_FROM
-    with chart_process() if background else nullcontext() as charts:
-        written = write_shards(stage, planned.splits, planned.classes, options.num_shards, options.shard_bytes,
-                               options.workers, progress)
-        checked = finish(loaded, planned, written.results)
-        drawing = charts.submit(write_stats, stage / "stats", chart_data(checked)) if charts else None
-        _write_rest(stage, checked, written.shards)
-        if drawing:
-            names = drawing.result()
-        else:
-            names = write_stats(stage / "stats", chart_data(checked)) if options.stats else []
-    stats = [f"stats/{name}" for name in names]
+    if _draws_in_background(options, sum(len(jobs) for jobs in planned.splits.values())):
+        charts.start()  # if a previous output made it wait: drawing a new one is certain now
+    written = write_shards(stage, planned.splits, planned.classes, options.num_shards, options.shard_bytes,
+                           options.workers, progress)
+    checked = finish(loaded, planned, written.results)
+    drawn = charts.draw(stage / "stats", chart_data(checked)) if options.stats else list
+    _write_rest(stage, checked, written.shards)
+    stats = [f"stats/{name}" for name in drawn()]
     summary = _summary(options, checked, fingerprint, written, stats)
     write_json(stage / REPORT, {"rows": summary["rows"], "counts": summary["findings"],
                                 "findings": checked.report.to_json()})
@@ -121,16 +122,16 @@ def _write(stage: Path, loaded: Loaded, planned: Plan, options: PrepareOptions, 
     return summary, checked
 
 
+def _draws_in_background(options: PrepareOptions, images: int) -> bool:
+    return options.stats and images >= CHART_PROCESS_FROM
+
+
 def _write_rest(stage: Path, checked: Checked, written: dict[str, list[dict]]) -> None:
     """The label map and the COCO ground truth of each split."""
     classes = checked.classes
     (stage / "label_map.pbtxt").write_text(label_maps.dumps(classes), encoding="utf-8")
     for split in _present(checked, written):
-        images = checked.splits[split]
-        write_json(stage / f"{split}_coco.json", ground_truth(
-            [GroundTruthImage(i.source_id, i.filename, i.info.width, i.info.height,
-                              [(classes[b.label], b.xmin, b.ymin, b.xmax, b.ymax, b.crowd) for b in i.boxes])
-             for i in images], classes), indent=None)
+        write_json(stage / f"{split}_coco.json", ground_truth(checked.splits[split], classes), indent=None)
 
 
 def _present(checked: Checked, written: dict[str, list[dict]]) -> list[str]:

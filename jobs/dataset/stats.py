@@ -2,7 +2,7 @@
 
 Charts use matplotlib's Agg canvas without pyplot (no global state, imported only here); the sample grid is drawn
 with Pillow from downscaled decodes. Each file is written under a temporary name, then renamed. ``prepare`` draws
-them in a ``chart_process`` started before the shards are written, so importing matplotlib costs no time.
+them with a ``ChartDrawer`` started as soon as the labels are read, so importing matplotlib costs no time.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ import math
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -28,13 +27,38 @@ COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f
            "#9a6324", "#800000", "#808000", "#000075", "#fabebe", "#ffe119", "#aaffc3")
 
 
-@contextmanager
-def chart_process() -> Iterator[ProcessPoolExecutor]:
-    """One worker process that imports matplotlib now, to draw charts later (``submit(write_stats, folder,
-    chart_data(checked))``)."""
-    with ProcessPoolExecutor(max_workers=1, initializer=_import_matplotlib) as pool:
-        pool.submit(int)  # starts the process
-        yield pool
+class ChartDrawer:
+    """Draws the charts of ``prepare``: in a process of its own once ``start()``ed, which imports matplotlib (half a
+    second) while the caller goes on with one core; here, when it was not started."""
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> ChartDrawer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+
+    def start(self) -> None:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=1, initializer=_import_matplotlib)
+            self._pool.submit(int)  # starts the process
+
+    def draw(self, folder: Path, data: ChartData) -> Callable[[], list[str]]:
+        """Start ``write_stats(folder, data)``; the function returned completes it and gives the file names. Started,
+        the process draws the charts and the function draws the sample grid meanwhile."""
+        if self._pool is None:
+            names = write_stats(folder, data)
+            return lambda: names
+        charts = self._pool.submit(write_charts, folder, data)
+
+        def complete() -> list[str]:
+            samples = write_samples(folder, data)
+            return charts.result() + samples
+
+        return complete
 
 
 def _import_matplotlib() -> None:
@@ -81,13 +105,23 @@ def chart_data(checked: Checked) -> ChartData:
 
 def write_stats(folder: Path, data: ChartData) -> list[str]:
     """Write the charts and the sample grid into ``folder``; returns the file names."""
+    return write_charts(folder, data) + write_samples(folder, data)
+
+
+def write_charts(folder: Path, data: ChartData) -> list[str]:
+    """The matplotlib charts."""
+    return _write_files(folder, data, {"classes.png": _classes_chart, "boxes_per_image.png": _boxes_per_image_chart,
+                                       "box_sizes.png": _box_sizes_chart})
+
+
+def write_samples(folder: Path, data: ChartData) -> list[str]:
+    """The grid of sample images (Pillow only)."""
+    return _write_files(folder, data, {"samples.png": _samples})
+
+
+def _write_files(folder: Path, data: ChartData, files: dict[str, Callable[[io.BufferedWriter, ChartData], None]]
+                 ) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
-    files = {
-        "classes.png": _classes_chart,
-        "boxes_per_image.png": _boxes_per_image_chart,
-        "box_sizes.png": _box_sizes_chart,
-        "samples.png": _samples,
-    }
     for name, draw in files.items():
         _atomic(folder / name, lambda stream, draw=draw: draw(stream, data))
     return list(files)

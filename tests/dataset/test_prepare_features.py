@@ -187,4 +187,7 @@ def test_charts_of_a_large_dataset_are_drawn_by_a_second_process(tmp_path, monke
     monkeypatch.setattr(module, "CHART_PROCESS_FROM", 10)
     data = make_dataset(tmp_path / "data", count=12, seed=4, size=64)
     result = prepare(PrepareOptions(data.labels_csv, data.images_dir, tmp_path / "out"))
-    assert all((tmp_path / "out" / name).is_file() for name in result.summary["stats"])
+    assert result.summary["stats"] == ["stats/classes.png", "stats/boxes_per_image.png", "stats/box_sizes.png",
+                                       "stats/samples.png"]
+    for name in result.summary["stats"]:
+        assert (tmp_path / "out" / name).read_bytes().startswith(b"\x89PNG")
