@@ -16,7 +16,7 @@ import struct
 import time
 from pathlib import Path
 
-import crc32c
+import google_crc32c
 
 from jobs.dataset.parallel import Progress
 from jobs.errors import DetectorError, UsageError
@@ -68,7 +68,7 @@ def crc32c_base64(path: Path) -> str:
     value = 0
     with path.open("rb") as stream:
         while chunk := stream.read(8 << 20):
-            value = crc32c.crc32c(chunk, value)
+            value = google_crc32c.extend(value, chunk)
     return base64.b64encode(struct.pack(">I", value)).decode()
 
 

@@ -12,7 +12,7 @@ import struct
 from collections.abc import Iterator, Sequence
 from typing import BinaryIO
 
-import crc32c
+import google_crc32c
 
 
 def _mask(crc: int) -> int:
@@ -24,11 +24,11 @@ def write_record(fd: int, pieces: Sequence[bytes]) -> tuple[int, int]:
     its masked CRC32C."""
     crc = 0
     for piece in pieces:
-        crc = crc32c.crc32c(piece, crc)
+        crc = google_crc32c.extend(crc, piece)
     length = sum(map(len, pieces))
     length_bytes = struct.pack("<Q", length)
     masked = _mask(crc)
-    written = os.writev(fd, (length_bytes, struct.pack("<I", _mask(crc32c.crc32c(length_bytes))), *pieces,
+    written = os.writev(fd, (length_bytes, struct.pack("<I", _mask(google_crc32c.value(length_bytes))), *pieces,
                              struct.pack("<I", masked)))
     if written != length + 16:
         raise OSError(f"short write: {written} of {length + 16} bytes")
@@ -39,11 +39,11 @@ def read_records(stream: BinaryIO) -> Iterator[bytes]:
     """Yield each record's bytes, checking both CRCs."""
     while header := stream.read(12):
         length_bytes, (length_crc,) = header[:8], struct.unpack("<I", header[8:])
-        if len(header) < 12 or _mask(crc32c.crc32c(length_bytes)) != length_crc:
+        if len(header) < 12 or _mask(google_crc32c.value(length_bytes)) != length_crc:
             raise ValueError("corrupt TFRecord length")
         (length,) = struct.unpack("<Q", length_bytes)
         data = stream.read(length)
         (data_crc,) = struct.unpack("<I", stream.read(4))
-        if len(data) != length or _mask(crc32c.crc32c(data)) != data_crc:
+        if len(data) != length or _mask(google_crc32c.value(data)) != data_crc:
             raise ValueError("corrupt TFRecord data")
         yield data

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from jobs.dataset.annotations import SPLITS, Box, Labels
 from jobs.dataset.findings import (
     BAD_FIELD,
@@ -62,6 +60,8 @@ def _names(value: object, where: str, report: Report) -> list[str]:
 
 
 def _load_yaml(path: Path, report: Report) -> dict:
+    import yaml  # only here: every other command and format goes without it
+
     try:
         data = yaml.safe_load(read_text(path, report))
     except yaml.YAMLError as err:
