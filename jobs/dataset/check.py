@@ -227,10 +227,13 @@ def check(options: CheckOptions, progress: Progress | None = None) -> Checked:
         planned = plan(loaded)
         jobs = [job for items in planned.splits.values() for job in items]
         chunks = [(start, start + CHUNK) for start in range(0, len(jobs), CHUNK)]
-        results = parallel_map(examine_all, jobs, chunks, options.workers,
-                               progress and _per_image(progress, len(jobs)), "inspect",
-                               parallel=len(jobs) >= PARALLEL_FROM)
-        return finish(loaded, planned, [result for chunk in results for result in chunk])
+        packed = parallel_map(examine_all, jobs, chunks, options.workers,
+                              progress and _per_image(progress, len(jobs)), "inspect",
+                              parallel=len(jobs) >= PARALLEL_FROM)
+        results = [ImageResult.unpacked(result, job)
+                   for (start, stop), chunk in zip(chunks, packed, strict=True)
+                   for result, job in zip(chunk, jobs[start:stop], strict=True)]
+        return finish(loaded, planned, results)
 
 
 def _per_image(progress: Progress, total: int) -> Progress:

@@ -58,7 +58,7 @@ def write_shards(folder: Path, splits: dict[str, list[ImageJob]], classes: dict[
     written = Written({split: [] for split in splits}, [], [])
     for task, (shard, results, records) in zip(tasks, outcomes, strict=True):
         written.shards[task.split].append({"file": Path(task.path).name} | shard)
-        written.results.extend(results)
+        written.results.extend(map(ImageResult.unpacked, results, task.jobs(splits)))
         written.records.extend(f"{task.split}\0{record}" for record in records)
     return written
 
@@ -76,9 +76,10 @@ class ShardTask(NamedTuple):
 
 
 def write_shard(shared: tuple[dict[str, list[ImageJob]], dict[str, int]],
-                task: ShardTask) -> tuple[dict, list[ImageResult], list[str]]:
+                task: ShardTask) -> tuple[dict, list[tuple], list[str]]:
     """Worker: read, examine and write each image of one shard; returns the shard's counts and digest, each image's
-    result and each record's digest line (name, length and the CRC32C the framing computes anyway)."""
+    result (packed: ``ImageResult.unpacked``) and each record's digest line (name, length and the CRC32C the
+    framing computes anyway)."""
     splits, classes = shared
     path = task.path
     digest = hashlib.sha256()
@@ -89,7 +90,7 @@ def write_shard(shared: tuple[dict[str, list[ImageJob]], dict[str, int]],
         for job in task.jobs(splits):
             data = _read(job.path)
             result = examine(job, data)
-            results.append(result)
+            results.append(result.packed(job))
             if not result.kept or data is None:
                 continue
             info = result.info
