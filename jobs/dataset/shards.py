@@ -98,8 +98,8 @@ def write_shard(shared: tuple[dict[str, list[ImageJob]], dict[str, int]],
                                     job.filename, job.source_id, result.boxes)
             try:
                 length, crc = write_record(stream.fileno(), pieces)
-            except OSError as err:
-                raise OSError(f"writing {path}: {err}") from None
+            except OSError as err:  # disk full, say: name the file
+                raise OSError(err.errno, f"cannot write {path}: {err.strerror or err}") from None
             records.append(f"{job.filename}\0{length}\0{crc:08x}")
             digest.update(records[-1].encode() + b"\n")
             size += length
