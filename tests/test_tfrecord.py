@@ -70,7 +70,7 @@ def test_cached_heads_serve_every_box_count_and_size():
 def test_varint_matches_protobuf():
     from google.protobuf.internal.encoder import _VarintBytes
 
-    for value in (0, 1, 127, 128, 300, 2**40, -5):
+    for value in (0, 1, 127, 128, 300, 2**14 - 1, 2**14, 66000, 2**21 - 1, 2**21, 2**40, -5):
         assert varint(value) == _VarintBytes(value & (2**64 - 1))
 
 

@@ -32,6 +32,10 @@ def varint(value: int) -> bytes:
     """Protobuf base-128 varint; a negative int64 as its two's complement, as protobuf does."""
     if 0 <= value < 0x80:
         return _SMALL[value]
+    if 0 < value < 1 << 21:  # lengths of images and records: two or three bytes
+        if value < 1 << 14:
+            return bytes((value & 0x7F | 0x80, value >> 7))
+        return bytes((value & 0x7F | 0x80, value >> 7 & 0x7F | 0x80, value >> 14))
     value &= (1 << 64) - 1
     out = bytearray()
     while value > 0x7F:
