@@ -5,10 +5,12 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from operator import attrgetter
 
 from jobs.dataset.annotations import SPLITS, LabelledImage
 
 NEGATIVE = "\0negative"  # stratum of images without boxes
+_BY_NAME = attrgetter("filename")
 
 
 def split_images(
@@ -24,12 +26,15 @@ def split_images(
     result: dict[str, list[LabelledImage]] = {split: [] for split in SPLITS}
     frequency = Counter(box.label for image in images for box in image.boxes)
     strata: dict[str, list[LabelledImage]] = defaultdict(list)
-    for image in sorted(images, key=lambda item: item.filename):
+    for image in sorted(images, key=_BY_NAME):
         if image.split:
             result[image.split].append(image)
             continue
         labels = {box.label for box in image.boxes}
-        key = min(labels, key=lambda label: (frequency[label], label)) if labels else NEGATIVE
+        if len(labels) > 1:
+            key = min(labels, key=lambda label: (frequency[label], label))
+        else:
+            key = labels.pop() if labels else NEGATIVE
         strata[key].append(image)
     rng = random.Random(seed)
     for key in sorted(strata):
@@ -40,7 +45,7 @@ def split_images(
         result["val"] += members[:val]
         result["test"] += members[val:val + test]
         result["train"] += members[val + test:]
-    return {split: sorted(items, key=lambda i: i.filename) for split, items in result.items()}
+    return {split: sorted(items, key=_BY_NAME) for split, items in result.items()}
 
 
 def _count(members: int, fraction: float) -> int:
