@@ -108,11 +108,11 @@ def _write(stage: Path, loaded: Loaded, planned: Plan, options: PrepareOptions, 
            charts: ChartDrawer, progress: Progress | None) -> tuple[dict, Checked]:
     """Shards (examining each image as it is written), then, if the data is usable, everything else."""
     if _draws_in_background(options, sum(len(jobs) for jobs in planned.splits.values())):
-        charts.start()  # if a previous output made it wait: drawing a new one is certain now
+        charts.start()  # held back while an earlier output made a rerun that writes nothing possible
     written = write_shards(stage, planned.splits, planned.classes, options.num_shards, options.shard_bytes,
                            options.workers, progress)
     checked = finish(loaded, planned, written.results)
-    drawn = charts.draw(stage / "stats", chart_data(checked)) if options.stats else list
+    drawn = charts.draw(stage / "stats", chart_data(checked)) if options.stats else lambda: []
     _write_rest(stage, checked, written.shards)
     stats = [f"stats/{name}" for name in drawn()]
     summary = _summary(options, checked, fingerprint, written, stats)
