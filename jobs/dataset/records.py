@@ -3,8 +3,8 @@ the old OD API read, serialized here without protobuf or TensorFlow.
 
 Every record has the same fifteen features in the same order, so what depends only on the keys, the length of a value,
 the number of boxes or their classes is built once and cached; per image, what is left is hashing the image and
-packing the coordinates. The image bytes
-are never copied: a record is returned as pieces (head, image, tail) for ``os.writev`` and a chained CRC.
+packing the coordinates. The image bytes are never copied: a record is returned as pieces (head, image, tail) for
+``os.writev`` and a chained CRC.
 
 Wire format: ``Example.features`` (field 1) -> ``Features.feature`` map entries (field 1: key 1, value 2) ->
 ``Feature`` oneof ``bytes_list`` 1 / ``float_list`` 2 / ``int64_list`` 3 -> the list's ``value`` (field 1, numbers
@@ -113,9 +113,8 @@ class RecordEncoder:
     def _constant(self, key: str, value: str | int) -> bytes:
         entry = self._constants.get((key, value))
         if entry is None:
-            entry = _entry(key, INTS, varint(value)) if isinstance(value, int) else \
-                _entry(key, BYTES, _field(value.encode()))
-            self._remember(self._constants, (key, value), entry)
+            entry = self._remember(self._constants, (key, value), _entry(key, INTS, varint(value))
+                                   if isinstance(value, int) else _entry(key, BYTES, _field(value.encode())))
         return entry
 
     def _head(self, key: str, length: int) -> bytes:

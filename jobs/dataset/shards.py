@@ -45,20 +45,21 @@ def write_shards(folder: Path, splits: dict[str, list[ImageJob]], classes: dict[
         tasks += [ShardTask(split, str(folder / f"{split}-{index:05d}-of-{count:05d}.tfrecord"), index, count)
                   for index in range(count)]
     images = sum(len(jobs) for jobs in splits.values())
+    jobs_of = [task.jobs(splits) for task in tasks]  # what each worker takes from ``splits``
     done = 0
 
     def shard_written(stage: str, shards: int, total: int) -> None:
         nonlocal done
-        done += len(tasks[shards - 1].jobs(splits))
+        done += len(jobs_of[shards - 1])
         if progress:
             progress(stage, done, images)
 
     outcomes = parallel_map(write_shard, (splits, classes), tasks, workers, shard_written, "write",
                             parallel=images >= PARALLEL_FROM)
     written = Written({split: [] for split in splits}, [], [])
-    for task, (shard, results, records) in zip(tasks, outcomes, strict=True):
+    for task, jobs, (shard, results, records) in zip(tasks, jobs_of, outcomes, strict=True):
         written.shards[task.split].append({"file": Path(task.path).name} | shard)
-        written.results.extend(map(ImageResult.unpacked, results, task.jobs(splits)))
+        written.results.extend(map(ImageResult.unpacked, results, jobs))
         written.records.extend(f"{task.split}\0{record}" for record in records)
     return written
 
