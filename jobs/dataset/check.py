@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -128,10 +128,8 @@ class CheckFailed(DataError):
         super().__init__(f"{self.WHAT}{why}:\n" + "\n".join(lines))
 
 
-def load(options: CheckOptions, progress: Progress | None = None,
-         labels_read: Callable[[Labels], None] | None = None) -> Loaded:
-    """Read the labels and find every image file; reader errors raise CheckFailed with their finding.
-    ``labels_read`` is called once the labels are read, before the images are looked for."""
+def load(options: CheckOptions, progress: Progress | None = None) -> Loaded:
+    """Read the labels and find every image file; reader errors raise CheckFailed with their finding."""
     if options.verify not in VERIFY_MODES:
         raise UsageError(f"--verify must be one of {', '.join(VERIFY_MODES)}, not {options.verify!r}")
     report = Report()
@@ -139,8 +137,6 @@ def load(options: CheckOptions, progress: Progress | None = None,
         fmt, labels = read_labels(options.labels, options.fmt, report)
     except DataError:
         raise CheckFailed(report) from None
-    if labels_read:
-        labels_read(labels)
     given_map = label_maps.load(options.label_map) if options.label_map else None
     images_dir = options.images or labels.images_dir
     if options.download_to:

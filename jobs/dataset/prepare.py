@@ -16,18 +16,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from jobs.dataset import label_map as label_maps
-from jobs.dataset.annotations import Labels
 from jobs.dataset.check import Checked, CheckFailed, CheckOptions, Loaded, Plan, finish, load, plan
 from jobs.dataset.coco import ground_truth
 from jobs.dataset.findings import Report
 from jobs.dataset.outputs import staged_directory, write_json
 from jobs.dataset.parallel import Progress, gc_paused
 from jobs.dataset.shards import DEFAULT_SHARD_BYTES, Written, write_shards
-from jobs.dataset.stats import ChartDrawer, chart_data
+from jobs.dataset.stats import chart_data, write_stats
 
 SUMMARY = "dataset.json"  # written last: its presence marks a complete dataset
 REPORT = "report.json"
-CHART_PROCESS_FROM = 2000  # images: from here charts are drawn by a process that imports matplotlib meanwhile
 
 
 @dataclass(frozen=True)
@@ -78,52 +76,39 @@ def prepare(options: PrepareOptions, progress: Progress | None = None) -> Prepar
 
 def _prepare(options: PrepareOptions, progress: Progress | None) -> PrepareResult:
     previous = _previous(options.out)
-    with ChartDrawer() as charts:
+    try:
+        loaded = load(options.check_options(), progress)
+        fingerprint = loaded.fingerprint([options.num_shards, options.shard_bytes, options.stats])
+        if previous and previous[0].get("input_fingerprint") == fingerprint:
+            return PrepareResult(options.out, previous[0], previous[1], unchanged=True)
+        planned = plan(loaded)
+        if is_gcs(options.out):
+            from jobs.dataset.gcs import upload_dataset
 
-        def labels_read(labels: Labels) -> None:
-            if not previous and _draws_in_background(options, len(labels.images)):
-                charts.start()  # it imports matplotlib while the images are located and the split is planned
-
-        try:
-            loaded = load(options.check_options(), progress, labels_read)
-            fingerprint = loaded.fingerprint([options.num_shards, options.shard_bytes, options.stats])
-            if previous and previous[0].get("input_fingerprint") == fingerprint:
-                return PrepareResult(options.out, previous[0], previous[1], unchanged=True)
-            planned = plan(loaded)
-            if is_gcs(options.out):
-                from jobs.dataset.gcs import upload_dataset
-
-                with tempfile.TemporaryDirectory(prefix="detector-prepare-") as stage:
-                    summary, checked = _write(Path(stage), loaded, planned, options, fingerprint, charts, progress)
-                    upload_dataset(Path(stage), str(options.out), SUMMARY, progress)
-            else:
-                with staged_directory(Path(options.out)) as stage:
-                    summary, checked = _write(stage, loaded, planned, options, fingerprint, charts, progress)
-        except CheckFailed as err:
-            raise PrepareFailed(err.report, options.strict) from None
+            with tempfile.TemporaryDirectory(prefix="detector-prepare-") as stage:
+                summary, checked = _write(Path(stage), loaded, planned, options, fingerprint, progress)
+                upload_dataset(Path(stage), str(options.out), SUMMARY, progress)
+        else:
+            with staged_directory(Path(options.out)) as stage:
+                summary, checked = _write(stage, loaded, planned, options, fingerprint, progress)
+    except CheckFailed as err:
+        raise PrepareFailed(err.report, options.strict) from None
     return PrepareResult(options.out, summary, checked.report)
 
 
 def _write(stage: Path, loaded: Loaded, planned: Plan, options: PrepareOptions, fingerprint: str,
-           charts: ChartDrawer, progress: Progress | None) -> tuple[dict, Checked]:
+           progress: Progress | None) -> tuple[dict, Checked]:
     """Shards (examining each image as it is written), then, if the data is usable, everything else."""
-    if _draws_in_background(options, sum(len(jobs) for jobs in planned.splits.values())):
-        charts.start()  # held back while an earlier output made a rerun that writes nothing possible
     written = write_shards(stage, planned.splits, planned.classes, options.num_shards, options.shard_bytes,
                            options.workers, progress)
     checked = finish(loaded, planned, written.results)
-    drawn = charts.draw(stage / "stats", chart_data(checked)) if options.stats else lambda: []
     _write_rest(stage, checked, written.shards)
-    stats = [f"stats/{name}" for name in drawn()]
+    stats = [f"stats/{name}" for name in write_stats(stage / "stats", chart_data(checked))] if options.stats else []
     summary = _summary(options, checked, fingerprint, written, stats)
     write_json(stage / REPORT, {"rows": summary["rows"], "counts": summary["findings"],
                                 "findings": checked.report.to_json()})
     write_json(stage / SUMMARY, summary)
     return summary, checked
-
-
-def _draws_in_background(options: PrepareOptions, images: int) -> bool:
-    return options.stats and images >= CHART_PROCESS_FROM
 
 
 def _write_rest(stage: Path, checked: Checked, written: dict[str, list[dict]]) -> None:

@@ -1,8 +1,7 @@
 """``data stats``: PNG charts of a checked dataset (classes, boxes per image, box sizes) and a grid of samples.
 
-Charts use matplotlib's Agg canvas without pyplot (no global state, imported only here); the sample grid is drawn
-with Pillow from downscaled decodes. Each file is written under a temporary name, then renamed. ``prepare`` draws
-them with a ``ChartDrawer`` started as soon as the labels are read, so importing matplotlib costs no time.
+Charts are drawn with Pillow (``charts.py``), the sample grid from downscaled decodes. Each file is written under a
+temporary name, then renamed.
 """
 
 from __future__ import annotations
@@ -13,56 +12,19 @@ import os
 import tempfile
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 from jobs.dataset.annotations import Box
+from jobs.dataset.charts import Chart, bin_counts
 from jobs.dataset.check import Checked, CheckedImage
 
 SAMPLES = 16
+BOXES_COLOUR, IMAGES_COLOUR = "#4363d8", "#f58231"
 TILE = 200
 COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c", "#008080",
            "#9a6324", "#800000", "#808000", "#000075", "#fabebe", "#ffe119", "#aaffc3")
-
-
-class ChartDrawer:
-    """Draws the charts of ``prepare``: in a process of its own once ``start()``ed, which imports matplotlib (half a
-    second) while the caller goes on with one core; here, when it was not started."""
-
-    def __init__(self) -> None:
-        self._pool: ProcessPoolExecutor | None = None
-
-    def __enter__(self) -> ChartDrawer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
-
-    def start(self) -> None:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=1, initializer=_import_matplotlib)
-            self._pool.submit(int)  # starts the process
-
-    def draw(self, folder: Path, data: ChartData) -> Callable[[], list[str]]:
-        """Start ``write_stats(folder, data)``; the function returned completes it and gives the file names. Started,
-        the process draws the charts and the function draws the sample grid meanwhile."""
-        if self._pool is None:
-            names = write_stats(folder, data)
-            return lambda: names
-        charts = self._pool.submit(write_charts, folder, data)
-
-        def complete() -> list[str]:
-            samples = write_samples(folder, data)
-            return charts.result() + samples
-
-        return complete
-
-
-def _import_matplotlib() -> None:
-    import matplotlib.figure  # noqa: F401
 
 
 class Sample(NamedTuple):
@@ -105,23 +67,9 @@ def chart_data(checked: Checked) -> ChartData:
 
 def write_stats(folder: Path, data: ChartData) -> list[str]:
     """Write the charts and the sample grid into ``folder``; returns the file names."""
-    return write_charts(folder, data) + write_samples(folder, data)
-
-
-def write_charts(folder: Path, data: ChartData) -> list[str]:
-    """The matplotlib charts."""
-    return _write_files(folder, data, {"classes.png": _classes_chart, "boxes_per_image.png": _boxes_per_image_chart,
-                                       "box_sizes.png": _box_sizes_chart})
-
-
-def write_samples(folder: Path, data: ChartData) -> list[str]:
-    """The grid of sample images (Pillow only)."""
-    return _write_files(folder, data, {"samples.png": _samples})
-
-
-def _write_files(folder: Path, data: ChartData, files: dict[str, Callable[[io.BufferedWriter, ChartData], None]]
-                 ) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
+    files = {"classes.png": _classes_chart, "boxes_per_image.png": _boxes_per_image_chart,
+             "box_sizes.png": _box_sizes_chart, "samples.png": _samples}
     for name, draw in files.items():
         _atomic(folder / name, lambda stream, draw=draw: draw(stream, data))
     return list(files)
@@ -138,58 +86,44 @@ def _atomic(path: Path, draw: Callable[[io.BufferedWriter], None]) -> None:
         raise
 
 
-def _figure(width: float, height: float, columns: int = 1, left: float = 0.7, right: float = 0.2):
-    """A figure without pyplot; margins in inches (constrained layout would cost more than the drawing)."""
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), dpi=100)
-    figure.subplots_adjust(left=left / width, right=1 - right / width, bottom=0.55 / height, top=1 - 0.4 / height,
-                           wspace=0.3)
-    return figure, figure.subplots(1, columns, squeeze=False)[0]
-
-
 def _classes_chart(stream, data: ChartData) -> None:
     names = data.classes
-    figure, (axes,) = _figure(8, 1.3 + 0.3 * len(names), left=0.3 + 0.07 * max(map(len, names), default=1),
-                              right=1.3)
-    rows = range(len(names))
-    axes.barh([r + 0.2 for r in rows], data.boxes_per_class, height=0.4, label="boxes", color="#4363d8")
-    axes.barh([r - 0.2 for r in rows], data.images_per_class, height=0.4, label="images", color="#f58231")
-    axes.set_yticks(list(rows), names)
-    axes.invert_yaxis()
-    axes.set_xlabel("count")
-    axes.set_title(f"boxes and images per class ({data.boxes_per_image.count(0)} negative images)")
-    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
-    figure.savefig(stream, format="png", pil_kwargs={"compress_level": 1})
+    chart = Chart(800, 100 + 30 * len(names),
+                  f"boxes and images per class ({data.boxes_per_image.count(0)} negative images)")
+    left = round(max(map(chart.text_width, names), default=0)) + 20
+    top = max(data.boxes_per_class, default=0)
+    panel = chart.panel((left, 40, 680, chart.image.height - 50), (0, max(1, top) * 1.05), (len(names) - 0.5, -0.5),
+                        "count", row_names=names)
+    panel.bars([row - 0.2 for row in range(len(names))], data.boxes_per_class, 0.4, BOXES_COLOUR)
+    panel.bars([row + 0.2 for row in range(len(names))], data.images_per_class, 0.4, IMAGES_COLOUR)
+    chart.legend((695, 42), [("boxes", BOXES_COLOUR), ("images", IMAGES_COLOUR)])
+    chart.save(stream)
 
 
 def _boxes_per_image_chart(stream, data: ChartData) -> None:
-    import numpy as np
-    from matplotlib.ticker import MaxNLocator
-
     counts = data.boxes_per_image
-    figure, (axes,) = _figure(6, 3.5)
     top = max(counts, default=0)
-    axes.hist(np.asarray(counts), bins=range(0, top + 2), align="left", color="#3cb44b", rwidth=0.9)
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.set_xlabel("boxes per image")
-    axes.set_ylabel("images")
-    axes.set_title(f"boxes per image (max {top}, mean {sum(counts) / max(1, len(counts)):.2f})")
-    figure.savefig(stream, format="png", pil_kwargs={"compress_level": 1})
+    per_count = Counter(counts)
+    chart = Chart(600, 350, f"boxes per image (max {top}, mean {sum(counts) / max(1, len(counts)):.2f})")
+    panel = chart.panel((75, 40, 580, 295), (-0.7, top + 0.7), (0, max(1, max(per_count.values(), default=0)) * 1.05),
+                        "boxes per image", "images", integer_x=True)
+    panel.histogram([count - 0.5 for count in range(top + 2)], [per_count[count] for count in range(top + 1)],
+                    "#3cb44b", fill=0.9)
+    chart.save(stream)
 
 
 def _box_sizes_chart(stream, data: ChartData) -> None:
-    figure, axes = _figure(12, 3.5, columns=3)
-    import numpy as np
-
-    for ax, values, label, colour in ((axes[0], data.widths, "box width / image width", "#4363d8"),
-                                      (axes[1], data.heights, "box height / image height", "#e6194b"),
-                                      (axes[2], data.aspects, "log2(width / height)", "#911eb4")):
-        ax.hist(np.asarray(values), bins=40, color=colour, histtype="stepfilled")  # a list is read item by item
-        ax.set_xlabel(label)
-        ax.set_ylabel("boxes")
-    figure.suptitle(f"sizes of {len(data.widths)} boxes")
-    figure.savefig(stream, format="png", pil_kwargs={"compress_level": 1})
+    chart = Chart(1200, 350, f"sizes of {len(data.widths)} boxes")
+    for index, (values, label, colour) in enumerate(((data.widths, "box width / image width", "#4363d8"),
+                                                    (data.heights, "box height / image height", "#e6194b"),
+                                                    (data.aspects, "log2(width / height)", "#911eb4"))):
+        edges, counts = bin_counts(values, 40)
+        pad = (edges[-1] - edges[0]) * 0.05
+        left = 75 + 395 * index
+        panel = chart.panel((left, 40, left + 310, 295), (edges[0] - pad, edges[-1] + pad),
+                            (0, max(1, max(counts)) * 1.05), label, "boxes")
+        panel.histogram(edges, counts, colour)
+    chart.save(stream)
 
 
 def _pick(images: list[CheckedImage]) -> list[CheckedImage]:

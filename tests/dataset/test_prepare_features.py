@@ -4,10 +4,8 @@ parallel workers and charts."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-import pytest
 from image_kinds import make_image
 
 from jobs.dataset.prepare import PrepareOptions, prepare
@@ -179,15 +177,3 @@ def test_charts_are_written_beside_the_records(tmp_path):
         assert (tmp_path / "out" / name).read_bytes().startswith(b"\x89PNG")
     assert not [p for p in (tmp_path / "out" / "stats").iterdir() if p.name.startswith(".")]
 
-
-@pytest.mark.skipif(os.cpu_count() == 1, reason="needs two cores to draw charts in a second process")
-def test_charts_of_a_large_dataset_are_drawn_by_a_second_process(tmp_path, monkeypatch):
-    from jobs.dataset import prepare as module
-
-    monkeypatch.setattr(module, "CHART_PROCESS_FROM", 10)
-    data = make_dataset(tmp_path / "data", count=12, seed=4, size=64)
-    result = prepare(PrepareOptions(data.labels_csv, data.images_dir, tmp_path / "out"))
-    assert result.summary["stats"] == ["stats/classes.png", "stats/boxes_per_image.png", "stats/box_sizes.png",
-                                       "stats/samples.png"]
-    for name in result.summary["stats"]:
-        assert (tmp_path / "out" / name).read_bytes().startswith(b"\x89PNG")
