@@ -151,8 +151,8 @@ def load(options: CheckOptions, progress: Progress | None = None) -> Loaded:
     if not images_dir.is_dir():
         raise UsageError(f"the images folder {images_dir} does not exist")
     located = locate(images_dir, labels, report, options.unlabeled_as_negatives)
-    folder = str(images_dir)
-    paths = {image.filename: os.path.join(folder, image.filename) for image in located.images}
+    folder = str(images_dir).rstrip("/")
+    paths = {image.filename: f"{folder}/{image.filename}" for image in located.images}  # names are relative
     sizes = {}
     for name, path in paths.items():
         try:

@@ -23,7 +23,15 @@ SHOWN = 5
 class _Folder:
     files: set[str]
     folders: set[str]
-    by_lower: dict[str, list[str]]
+    _by_lower: dict[str, list[str]] | None = None
+
+    def by_lower(self, name: str) -> list[str]:
+        """Files and folders whose lower-case name is ``name`` (the index is built on the first miss)."""
+        if self._by_lower is None:
+            self._by_lower = {}
+            for entry in sorted(self.files | self.folders):
+                self._by_lower.setdefault(entry.lower(), []).append(entry)
+        return self._by_lower.get(name, [])
 
 
 @dataclass
@@ -47,12 +55,8 @@ class _Tree:
             except OSError:
                 self.folders[rel] = None
                 return None
-            files = {e.name for e in entries if not e.is_dir()}
             folders = {e.name for e in entries if e.is_dir()}
-            by_lower: dict[str, list[str]] = {}
-            for name in sorted(files | folders):
-                by_lower.setdefault(name.lower(), []).append(name)
-            self.folders[rel] = _Folder(files, folders, by_lower)
+            self.folders[rel] = _Folder({e.name for e in entries} - folders, folders)
         return self.folders[rel]
 
     def find(self, name: str) -> str | None:
@@ -70,7 +74,7 @@ class _Tree:
             if exact:
                 actual.append(part)
                 continue
-            found = [c for c in listing.by_lower.get(part.lower(), [])
+            found = [c for c in listing.by_lower(part.lower())
                      if c in (listing.files if last else listing.folders)]
             if not found:
                 return None
@@ -134,11 +138,10 @@ def _unlabeled(images_dir: Path, labels: Labels, named: set[str], located: Locat
             continue
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         rel = Path(folder).relative_to(images_dir).as_posix()
-        for file in sorted(files):
-            name = file if rel == "." else f"{rel}/{file}"
-            if (not file.startswith(".") and os.path.splitext(file)[1].lower() in IMAGE_SUFFIXES
-                    and name not in named):
-                unnamed.append(name)
+        names = set(files) if rel == "." else {f"{rel}/{file}" for file in files}
+        unnamed += sorted(name for name in names - named  # most are named: the few left are checked
+                          if not name.rpartition("/")[2].startswith(".")
+                          and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES)
     if not unnamed:
         return
     if as_negatives:

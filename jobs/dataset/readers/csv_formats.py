@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterator
+import operator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from jobs.dataset.annotations import Box, Labels
@@ -52,6 +53,7 @@ def _read_box_rows(path: Path, report: Report, header: tuple[str, ...], file_key
     rows, columns = _csv_rows(path, header, report)
     keys = [file_key, label_key, "xmin", "ymin", "xmax", "ymax", *(("width", "height") if sized else ())]
     indices = [columns[key] for key in keys]
+    pick, needed = operator.itemgetter(*indices), max(indices) + 1
     labels = Labels(sources=[path])
     name = path.name
     try:
@@ -59,14 +61,14 @@ def _read_box_rows(path: Path, report: Report, header: tuple[str, ...], file_key
             if not row:
                 continue  # a blank line
             location = f"{name}:{rows.line_num}"
-            values = [row[i] if i < len(row) else "" for i in indices]
+            values = pick(row) if len(row) >= needed else [row[i] if i < len(row) else "" for i in indices]
             filename, label = values[0].strip(), values[1].strip()
             try:
                 if not filename:
                     raise ValueError(f"{file_key} is empty")
                 if not label:
                     raise ValueError(f"{label_key} is empty")
-                xmin, ymin, xmax, ymax = map(number, values[2:6], keys[2:6])
+                xmin, ymin, xmax, ymax = _coordinates(values, keys)
                 size = _stated_size(values[6], values[7]) if sized else None
             except ValueError as err:
                 report.add(BAD_FIELD, location, str(err))
@@ -82,7 +84,16 @@ def _read_box_rows(path: Path, report: Report, header: tuple[str, ...], file_key
     return labels
 
 
+def _coordinates(values: Sequence[str], keys: list[str]) -> tuple[float, float, float, float]:
+    try:  # the common case, a quarter of the time that ``number`` takes
+        return float(values[2]), float(values[3]), float(values[4]), float(values[5])
+    except ValueError:
+        return tuple(map(number, values[2:6], keys[2:6]))  # raises, naming the field
+
+
 def _stated_size(width_text: str, height_text: str) -> tuple[int, int]:
+    if width_text.isdecimal() and height_text.isdecimal() and int(width_text) and int(height_text):
+        return int(width_text), int(height_text)
     width, height = number(width_text, "width"), number(height_text, "height")
     if not (math.isfinite(width) and math.isfinite(height) and width == int(width) > 0
             and height == int(height) > 0):
