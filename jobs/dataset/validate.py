@@ -41,6 +41,9 @@ def _what(box: Box) -> str:
 
 def check_box(box: Box, width: int, height: int, report: Report) -> Box | None:
     """The box in pixels to write (possibly clipped), or None when it is dropped (and reported)."""
+    if (not box.normalized and 0 <= box.xmin < box.xmax <= width and 0 <= box.ymin < box.ymax <= height
+            and min(box.xmax - box.xmin, box.ymax - box.ymin) >= _min_side(width, height)):
+        return box  # the usual case, decided in one expression: inside the image and large enough
     if box.normalized:
         xmin, ymin, xmax, ymax = box.xmin * width, box.ymin * height, box.xmax * width, box.ymax * height
     else:
@@ -63,11 +66,16 @@ def check_box(box: Box, width: int, height: int, report: Report) -> Box | None:
         if max(-xmin, -ymin, xmax - width, ymax - height) > ROUNDING_PX:
             report.add(BOX_CLIPPED, box.location, f"{_what(box)} clipped to the {width}x{height} image")
         xmin, ymin, xmax, ymax = max(xmin, 0.0), max(ymin, 0.0), min(xmax, float(width)), min(ymax, float(height))
-    if min(xmax - xmin, ymax - ymin) < max(MIN_BOX_PIXELS, MIN_BOX_FRACTION * max(width, height)):
+    if min(xmax - xmin, ymax - ymin) < _min_side(width, height):
         report.add(BOX_TOO_SMALL, box.location, f"{_what(box)} is {xmax - xmin:.3g}x{ymax - ymin:.3g} px in a "
                                                 f"{width}x{height} image: too small to train")
         return None
     return Box(box.label, xmin, ymin, xmax, ymax, box.location, crowd=box.crowd)
+
+
+def _min_side(width: int, height: int) -> float:
+    """The shortest box side that can train (BOX_TOO_SMALL below it)."""
+    return max(MIN_BOX_PIXELS, MIN_BOX_FRACTION * max(width, height))
 
 
 def _iou(a: Box, b: Box) -> float:
