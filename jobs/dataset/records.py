@@ -83,7 +83,7 @@ class RecordEncoder:
     def __init__(self, classes: dict[str, int]):
         self._classes = classes
         self._texts = {name: _field(name.encode()) for name in classes}  # class/text items
-        self._constants: dict[tuple[str, str | int], bytes] = {}  # format, width, height entries
+        self._constants: dict[tuple[str, int, int], bytes] = {}  # (format, width, height) -> their entries
         self._heads: dict[tuple[str, int], bytes] = {}  # (key, length) -> head of a one-item bytes entry
         self._objects: dict[tuple[tuple[str, ...], tuple[bool, ...]], bytes] = {}  # class text, label, crowd
         self._floats: dict[int, tuple[struct.Struct, list[bytes]]] = {}  # box count -> struct, float entry heads
@@ -92,30 +92,25 @@ class RecordEncoder:
                boxes: Sequence[Box]) -> tuple[bytes, bytes, bytes]:
         """The Example as (head, image, tail): its bytes are their concatenation."""
         name, source, key = filename.encode(), str(source_id).encode(), hashlib.sha256(image).hexdigest().encode()
-        parts = [self._constant("image/format", fmt), self._constant("image/height", height),
-                 self._constant("image/width", width),
-                 self._head("image/filename", len(name)), name,
-                 self._head("image/source_id", len(source)), source,
-                 self._head("image/key/sha256", len(key)), key,
-                 self._object_entries(tuple([b.label for b in boxes]), tuple([b.crowd for b in boxes]))]
-        count = len(boxes)
-        floats, float_heads = self._float_heads(count)
-        packed = floats.pack(*[b.xmin / width for b in boxes], *[b.xmax / width for b in boxes],
-                             *[b.ymin / height for b in boxes], *[b.ymax / height for b in boxes],
-                             *[(b.xmax - b.xmin) * (b.ymax - b.ymin) for b in boxes])
-        size = 4 * count
-        for index, head in enumerate(float_heads):
-            parts += (head, packed[index * size:(index + 1) * size])
-        tail = b"".join(parts)
+        floats, float_heads = self._float_heads(len(boxes))
+        tail = b"".join([
+            self._constants.get((fmt, width, height)) or self._constant_entries(fmt, width, height),
+            self._head("image/filename", len(name)), name,
+            self._head("image/source_id", len(source)), source,
+            self._head("image/key/sha256", len(key)), key,
+            self._object_entries(tuple([b.label for b in boxes]), tuple([b.crowd for b in boxes])),
+            floats.pack(float_heads[0], *[b.xmin / width for b in boxes], float_heads[1],
+                        *[b.xmax / width for b in boxes], float_heads[2], *[b.ymin / height for b in boxes],
+                        float_heads[3], *[b.ymax / height for b in boxes],
+                        float_heads[4], *[(b.xmax - b.xmin) * (b.ymax - b.ymin) for b in boxes])])
         head = _single_bytes_head("image/encoded", len(image))  # lengths rarely repeat: not cached
         return b"\x0a" + varint(len(head) + len(image) + len(tail)) + head, image, tail
 
-    def _constant(self, key: str, value: str | int) -> bytes:
-        entry = self._constants.get((key, value))
-        if entry is None:
-            entry = self._remember(self._constants, (key, value), _entry(key, INTS, varint(value))
-                                   if isinstance(value, int) else _entry(key, BYTES, _field(value.encode())))
-        return entry
+    def _constant_entries(self, fmt: str, width: int, height: int) -> bytes:
+        """The format, height and width entries."""
+        return self._remember(self._constants, (fmt, width, height), b"".join([
+            _entry("image/format", BYTES, _field(fmt.encode())), _entry("image/height", INTS, varint(height)),
+            _entry("image/width", INTS, varint(width))]))
 
     def _head(self, key: str, length: int) -> bytes:
         head = self._heads.get((key, length))
@@ -135,11 +130,13 @@ class RecordEncoder:
         return entries
 
     def _float_heads(self, count: int) -> tuple[struct.Struct, list[bytes]]:
-        """For ``count`` boxes: the struct that packs the five float lists and their entries' heads."""
+        """For ``count`` boxes: the five float entries' heads, and the struct that packs each head and its
+        values."""
         heads = self._floats.get(count)
         if heads is None:
-            heads = self._remember(self._floats, count, (struct.Struct(f"<{5 * count}f"),
-                                                         [_entry_head(key, FLOATS, 4 * count) for key in FLOAT_KEYS]))
+            entries = [_entry_head(key, FLOATS, 4 * count) for key in FLOAT_KEYS]
+            layout = "".join(f"{len(head)}s{count}f" for head in entries)
+            heads = self._remember(self._floats, count, (struct.Struct(f"<{layout}"), entries))
         return heads
 
     def _remember(self, cache: dict, key: object, value: T) -> T:
