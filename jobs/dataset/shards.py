@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -17,6 +18,8 @@ from jobs.dataset.tfrecord import write_record
 
 DEFAULT_SHARD_BYTES = 150 * 1024 * 1024
 MIN_ROUNDED_BYTES = 100 * 1024 * 1024
+BATCH_IMAGES = 64  # a worker reads, examines, then writes this many images at a time
+BATCH_BYTES = 16 * 1024 * 1024  # or as many as fit in this many bytes
 
 
 class Written(NamedTuple):
@@ -88,23 +91,38 @@ def write_shard(shared: tuple[dict[str, list[ImageJob]], dict[str, int]],
     results, records = [], []
     encoder = RecordEncoder(classes)
     with open(path, "wb", buffering=0) as stream:
-        for job in task.jobs(splits):
-            data = _read(job.path)
-            result = examine(job, data)
-            results.append(result.packed(job))
-            if not result.kept or data is None:
-                continue
-            info = result.info
-            pieces = encoder.encode(record_bytes(data, info), info.record_format, info.width, info.height,
-                                    job.filename, job.source_id, result.boxes)
-            try:
-                length, crc = write_record(stream.fileno(), pieces)
-            except OSError as err:  # disk full, say: name the file
-                raise OSError(err.errno, f"cannot write {path}: {err.strerror or err}") from None
-            records.append(f"{job.filename}\0{length}\0{crc:08x}")
-            digest.update(records[-1].encode() + b"\n")
-            size += length
+        for batch in _batches(task.jobs(splits)):
+            datas = [_read(job.path) for job in batch]
+            examined = [examine(job, data) for job, data in zip(batch, datas, strict=True)]
+            results += [result.packed(job) for job, result in zip(batch, examined, strict=True)]
+            for job, data, result in zip(batch, datas, examined, strict=True):
+                if not result.kept or data is None:
+                    continue
+                info = result.info
+                pieces = encoder.encode(record_bytes(data, info), info.record_format, info.width, info.height,
+                                        job.filename, job.source_id, result.boxes)
+                try:
+                    length, crc = write_record(stream.fileno(), pieces)
+                except OSError as err:  # disk full, say: name the file
+                    raise OSError(err.errno, f"cannot write {path}: {err.strerror or err}") from None
+                records.append(f"{job.filename}\0{length}\0{crc:08x}")
+                digest.update(records[-1].encode() + b"\n")
+                size += length
     return {"records": len(records), "bytes": size, "content_sha256": digest.hexdigest()}, results, records
+
+
+def _batches(jobs: list[ImageJob]) -> Iterator[list[ImageJob]]:
+    """Consecutive jobs, at most BATCH_IMAGES and (unless one image is larger) BATCH_BYTES of files at a time."""
+    batch: list[ImageJob] = []
+    held = 0
+    for job in jobs:
+        if batch and (len(batch) == BATCH_IMAGES or held + job.size_bytes > BATCH_BYTES):
+            yield batch
+            batch, held = [], 0
+        batch.append(job)
+        held += job.size_bytes
+    if batch:
+        yield batch
 
 
 def _read(path: str) -> bytes | None:
