@@ -8,6 +8,7 @@ numbers, labels) and returns the ``Panel`` that maps data to pixels for ``histog
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -43,11 +44,11 @@ def bin_counts(values: Sequence[float], bins: int) -> tuple[list[float], list[in
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
     if low == high:
         low, high = low - 0.5, high + 0.5
-    width = (high - low) / bins
-    counts = [0] * bins
-    for value in values:
-        counts[min(bins - 1, int((value - low) / width))] += 1
-    return [low + index * width for index in range(bins + 1)], counts
+    scale = bins / (high - low)
+    hits = Counter([int((value - low) * scale) for value in values])
+    counts = [hits[index] for index in range(bins)]
+    counts[-1] += hits[bins]  # the maximum itself
+    return [low + index / scale for index in range(bins + 1)], counts
 
 
 @dataclass(frozen=True)
