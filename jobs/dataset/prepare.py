@@ -103,6 +103,7 @@ def _write(stage: Path, loaded: Loaded, planned: Plan, options: PrepareOptions, 
     written = write_shards(stage, planned.splits, planned.classes, options.num_shards, options.shard_bytes,
                            options.workers, progress)
     checked = finish(loaded, planned, written.results)
+    # the files that follow from the checked data, written by two processes (0.15 s saved at 20,000 images)
     tasks = [_write_ground_truth, _write_stats] if options.stats else [_write_ground_truth]
     images = sum(len(items) for items in checked.splits.values())
     stats = [name for names in parallel_map(_run, (stage, checked, written.shards), tasks, options.workers, None,
@@ -115,8 +116,6 @@ def _write(stage: Path, loaded: Loaded, planned: Plan, options: PrepareOptions, 
 
 
 def _run(shared: tuple[Path, Checked, dict[str, list[dict]]], task: Callable[..., list[str]]) -> list[str]:
-    """The files that follow from the checked data are written by two processes: a fifth of a second saved at
-    20,000 images."""
     return task(*shared)
 
 

@@ -18,8 +18,8 @@ from jobs.dataset.tfrecord import write_record
 
 DEFAULT_SHARD_BYTES = 150 * 1024 * 1024
 MIN_ROUNDED_BYTES = 100 * 1024 * 1024
-BATCH_IMAGES = 64  # a worker reads, examines, then writes this many images at a time
-BATCH_BYTES = 16 * 1024 * 1024  # or as many as fit in this many bytes
+BATCH_IMAGES = 64  # images a worker reads, examines, then writes at a time (see write_shard)
+BATCH_BYTES = 16 * 1024 * 1024  # or fewer, to hold at most this many bytes of them
 
 
 class Written(NamedTuple):
@@ -83,7 +83,11 @@ def write_shard(shared: tuple[dict[str, list[ImageJob]], dict[str, int]],
                 task: ShardTask) -> tuple[dict, list[tuple], list[str]]:
     """Worker: read, examine and write each image of one shard; returns the shard's counts and digest, each image's
     result (packed: ``ImageResult.unpacked``) and each record's digest line (name, length and the CRC32C the
-    framing computes anyway)."""
+    framing computes anyway).
+
+    Images go in batches, each step taken over the whole batch before the next (read, examine, then encode and
+    write): the interpreter's code and data stay in the CPU caches instead of being pushed out by every image's
+    bytes on their way through (a tenth less CPU)."""
     splits, classes = shared
     path = task.path
     digest = hashlib.sha256()
