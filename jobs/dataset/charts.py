@@ -11,6 +11,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import BinaryIO
 
 from PIL import Image, ImageDraw, ImageFont
@@ -93,12 +94,13 @@ class Chart:
     def __init__(self, width: int, height: int, title: str):
         self.image = Image.new("RGB", (width, height), BACKGROUND)
         self.draw = ImageDraw.Draw(self.image)
-        self.font = ImageFont.load_default(TEXT_SIZE)
-        title_font = ImageFont.load_default(TITLE_SIZE)
-        self.draw.text((width / 2, 12), title, fill=INK, font=title_font, anchor="ma")
+        self.font = _font(TEXT_SIZE)
+        self.draw.text((width / 2, 12), title, fill=INK, font=_font(TITLE_SIZE), anchor="ma")
 
-    def text_width(self, text: str) -> float:
-        return self.draw.textlength(text, font=self.font)
+    @staticmethod
+    def measure(text: str) -> float:
+        """The width of ``text`` in pixels, in the charts' font."""
+        return _font(TEXT_SIZE).getlength(text)
 
     def panel(self, box: tuple[int, int, int, int], x: tuple[float, float], y: tuple[float, float], xlabel: str,
               ylabel: str = "", integer_x: bool = False, row_names: Sequence[str] = ()) -> Panel:
@@ -123,7 +125,7 @@ class Chart:
         draw.rectangle(box, outline=INK)
         draw.text(((left + right) / 2, bottom + TICK + 20), xlabel, fill=INK, font=font, anchor="ma")
         if ylabel:
-            self._vertical_text(ylabel, left - TICK - 8 - max(self.text_width(label) for _, label in y_ticks),
+            self._vertical_text(ylabel, left - TICK - 8 - max(self.measure(label) for _, label in y_ticks),
                                 (top + bottom) / 2)
         return panel
 
@@ -139,8 +141,14 @@ class Chart:
         self.image.save(stream, format="PNG", compress_level=1)
 
     def _vertical_text(self, text: str, right: float, middle: float) -> None:
-        width = math.ceil(self.text_width(text))
+        width = math.ceil(self.measure(text))
         label = Image.new("RGB", (width + 4, TEXT_SIZE + 6), BACKGROUND)
         ImageDraw.Draw(label).text((2, 1), text, fill=INK, font=self.font)
         label = label.transpose(Image.Transpose.ROTATE_90)
         self.image.paste(label, (round(right - label.width), round(middle - label.height / 2)))
+
+
+@cache
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    """Pillow's built-in font (Aileron) at ``size`` pixels."""
+    return ImageFont.load_default(size)

@@ -36,7 +36,7 @@ class Sample(NamedTuple):
 
 @dataclass(frozen=True)
 class ChartData:
-    """What the charts show, small enough to hand to another process."""
+    """What the charts show."""
 
     classes: list[str]
     boxes_per_class: list[int]
@@ -88,15 +88,15 @@ def _atomic(path: Path, draw: Callable[[io.BufferedWriter], None]) -> None:
 
 def _classes_chart(stream, data: ChartData) -> None:
     names = data.classes
-    chart = Chart(800, 100 + 30 * len(names),
+    left = round(max(map(Chart.measure, names), default=0)) + 20  # the widest class name, left of the bars
+    chart = Chart(left + 680, 100 + 30 * len(names),
                   f"boxes and images per class ({data.boxes_per_image.count(0)} negative images)")
-    left = round(max(map(chart.text_width, names), default=0)) + 20
     top = max(data.boxes_per_class, default=0)
-    panel = chart.panel((left, 40, 680, chart.image.height - 50), (0, max(1, top) * 1.05), (len(names) - 0.5, -0.5),
-                        "count", row_names=names)
+    panel = chart.panel((left, 40, left + 560, chart.image.height - 50), (0, max(1, top) * 1.05),
+                        (len(names) - 0.5, -0.5), "count", row_names=names)
     panel.bars([row - 0.2 for row in range(len(names))], data.boxes_per_class, 0.4, BOXES_COLOUR)
     panel.bars([row + 0.2 for row in range(len(names))], data.images_per_class, 0.4, IMAGES_COLOUR)
-    chart.legend((695, 42), [("boxes", BOXES_COLOUR), ("images", IMAGES_COLOUR)])
+    chart.legend((left + 575, 42), [("boxes", BOXES_COLOUR), ("images", IMAGES_COLOUR)])
     chart.save(stream)
 
 

@@ -49,3 +49,16 @@ def test_bars_and_histograms_are_drawn_where_the_data_puts_them():
     assert image.getpixel((panel.px(2.5), panel.py(1.0))) == blue  # the bar at row 1, 5 long, drawn last
     assert image.getpixel((panel.px(6.0), panel.py(1.0))) != blue
     assert (panel.px(0), panel.px(10), panel.py(0), panel.py(4)) == (50, 350, 240, 40)
+
+
+def test_the_class_chart_widens_to_fit_long_class_names():
+    from jobs.dataset.stats import ChartData, _classes_chart
+
+    long_name = "a class name as long as a sentence about failed prints"
+    charts = {}
+    for names in (["cat", "dog"], [long_name, "dog"]):
+        stream = io.BytesIO()
+        _classes_chart(stream, ChartData(names, [5, 3], [4, 3], [1, 2, 0], [], [], [], []))
+        charts[names[0]] = Image.open(io.BytesIO(stream.getvalue()))
+    assert charts["cat"].size[1] == charts[long_name].size[1]
+    assert charts[long_name].size[0] - charts["cat"].size[0] >= Chart.measure(long_name) - Chart.measure("cat") - 1
