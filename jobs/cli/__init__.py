@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import atexit
 import gc
+import signal
+
+from rich.markup import escape
 
 from jobs.cli import cloud, data, model  # noqa: F401  (registers the commands)
 from jobs.cli.app import app
@@ -18,12 +21,37 @@ __all__ = ["app", "main"]
 atexit.register(gc.freeze)  # the exit skips a last collection pass over every object: 0.2 s with typer and rich
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be: every clean-up that Ctrl-C runs runs for it too."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     except DetectorError as err:
-        errors.print(f"[red]error:[/red] {err}", highlight=False)
+        _error(str(err))
         raise SystemExit(err.exit_code) from None
-    except FileNotFoundError as err:
-        errors.print(f"[red]error:[/red] {err}", highlight=False)
+    except OSError as err:  # the environment: a missing file, no space left, no permission
+        _error(_os_error(err))
         raise SystemExit(1) from None
+    except Terminated:
+        _error("terminated (SIGTERM)")
+        raise SystemExit(128 + signal.SIGTERM) from None
+    except KeyboardInterrupt:
+        _error("interrupted")
+        raise SystemExit(128 + signal.SIGINT) from None
+
+
+def _error(message: str) -> None:
+    errors.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+
+
+def _os_error(err: OSError) -> str:
+    if err.filename is None or str(err.filename) in str(err.strerror):
+        return str(err.strerror or err)
+    return f"{err.filename}: {err.strerror}"

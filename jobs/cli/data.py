@@ -18,6 +18,7 @@ from jobs.dataset.findings import RULES
 
 FORMATS = ("vott-csv", "datitran-csv", "vertex-csv", "voc-xml", "coco-json", "yolo")  # jobs.dataset.readers
 SHOWN = 20
+REPORT_KIND = "check-report"  # data check --report: a file that a later --report may replace
 
 Input = Annotated[Path, typer.Option(
     "--input", help="label file or dataset folder: VoTT/datitran/Vertex AI CSV, VOC XML folder, COCO JSON, "
@@ -42,8 +43,8 @@ DownloadTo = Annotated[Path | None, typer.Option(
 @data_app.command("prepare")
 def data_prepare(
     labels: Input,
-    out: Annotated[str, typer.Option("--out", help="output folder (replaced as a whole on success) or "
-                                                   "gs://bucket/prefix")],
+    out: Annotated[str, typer.Option("--out", help="output folder (new, empty or an earlier dataset: replaced as a "
+                                                   "whole on success) or gs://bucket/prefix")],
     images: Images = None,
     fmt: Format = "auto",
     val_fraction: ValFraction = 0.2,
@@ -69,6 +70,10 @@ def data_prepare(
     except PrepareFailed as failure:
         _fail(failure)
     summary = result.summary
+    for path in result.removed:
+        console.print(f"removed {path}: left by a run that died")
+    for damage in result.repaired:
+        console.print(f"rewriting the output: {damage}")
     _show_findings(result.report, f"{str(result.out).rstrip('/')}/report.json")
     _show_counts(result.report)
     _show_splits(summary, f"{summary['format']} -> {result.out}")
@@ -96,6 +101,10 @@ def data_check(
     """Run every check of `prepare` and report; writes nothing but --report."""
     from jobs.dataset.check import CheckFailed, CheckOptions, check
 
+    if report is not None:
+        from jobs.io import check_output_file
+
+        check_output_file(report, REPORT_KIND, [labels, images, label_map, download_to], "--report")
     options = CheckOptions(labels, images, fmt, val_fraction, seed, label_map, unlabeled_as_negatives, verify,
                            strict, workers, download_to)
     try:
@@ -115,7 +124,8 @@ def data_check(
 @data_app.command("stats")
 def data_stats(
     labels: Input,
-    out: Annotated[Path, typer.Option("--out", help="folder for the PNG files")],
+    out: Annotated[Path, typer.Option("--out", help="folder for the PNG files (new, empty or earlier charts: "
+                                                    "replaced as a whole)")],
     images: Images = None,
     fmt: Format = "auto",
     val_fraction: ValFraction = 0.2,
@@ -128,6 +138,7 @@ def data_stats(
     """Charts of classes, boxes per image, box sizes and a grid of samples with their boxes."""
     from jobs.dataset.check import CheckFailed, CheckOptions, check
     from jobs.dataset.stats import chart_data, write_stats
+    from jobs.io import staged_dir
 
     options = CheckOptions(labels, images, fmt, val_fraction, seed, label_map, unlabeled_as_negatives,
                            workers=workers, download_to=download_to)
@@ -136,7 +147,9 @@ def data_stats(
             checked = check(options, lambda stage, done, total: update(done, total, stage=stage))
     except CheckFailed as failure:
         _fail(failure)
-    for name in write_stats(out, chart_data(checked)):
+    with staged_dir(out, "stats", [labels, images, label_map, download_to]) as stage:
+        names = write_stats(stage, chart_data(checked))
+    for name in names:
         console.print(str(out / name))
 
 
@@ -209,8 +222,8 @@ def _show_rows(rows: dict, verify: dict | None) -> None:
 
 def _write_report(path: Path | None, rows: dict | None, report) -> None:
     if path is not None:
-        from jobs.dataset.outputs import write_json_atomic
+        from jobs.io import write_json_atomic
 
-        write_json_atomic(path, {"rows": rows, "counts": dict(sorted(report.counts().items())),
-                                 "findings": report.to_json()})
+        write_json_atomic(path, {"tool": "detector", "kind": REPORT_KIND, "rows": rows,
+                                 "counts": dict(sorted(report.counts().items())), "findings": report.to_json()})
 

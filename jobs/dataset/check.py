@@ -33,6 +33,7 @@ from jobs.errors import DataError, UsageError
 VERIFY_MODES = ("header", "full")
 CHUNK = 128  # images per task of the header-only check
 SAMPLE_SIZE = 64  # the default verification decodes about this many images, evenly spread in name order
+MAX_VAL_FRACTION = 0.9
 CHECKS_VERSION = 2  # part of the input fingerprint: a rerun after the checks changed is not "unchanged"
 
 
@@ -49,6 +50,10 @@ class CheckOptions:
     strict: bool = False  # every finding is fatal
     workers: int | None = None
     download_to: Path | None = None  # download the gs:// images the labels name into this folder, use it as images
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.val_fraction <= MAX_VAL_FRACTION:  # also false for NaN
+            raise UsageError(f"--val-fraction must be between 0 and {MAX_VAL_FRACTION}, not {self.val_fraction}")
 
 
 class CheckedImage(NamedTuple):

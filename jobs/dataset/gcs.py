@@ -20,6 +20,7 @@ import google_crc32c
 
 from jobs.dataset.parallel import Progress
 from jobs.errors import DetectorError, UsageError
+from jobs.io import OUTPUT_MARKER, OutputRefused, is_marker
 
 ATTEMPTS = 5
 BACKOFF_S = 1.0  # doubled after each failed attempt: 1, 2, 4, 8 s
@@ -61,6 +62,17 @@ def read_text(uri: str) -> str | None:
         return None
     except (Forbidden, Unauthorized) as err:
         raise UsageError(f"no access to {uri}: {err.message}; check the bucket name and your permissions") from None
+
+
+def check_prefix(uri: str, kind: str) -> None:
+    """Exit 2 unless ``uri`` holds no object yet or is an output of this tool of ``kind`` (its marker object)."""
+    bucket, prefix = split_uri(uri)
+    marker = read_text(f"gs://{bucket}/{_name(prefix, OUTPUT_MARKER)}")
+    if marker is not None and is_marker(marker, kind):
+        return
+    if any(client().list_blobs(bucket, prefix=f"{prefix}/" if prefix else "", max_results=1)):
+        raise OutputRefused(f"--out {uri} holds objects that this tool did not write; it is replaced only when it "
+                            f"is empty or a previous {kind} output: choose a new prefix")
 
 
 def crc32c_base64(path: Path) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 
 from jobs.dataset.annotations import LabelledImage, Labels
 from jobs.dataset.findings import CASE_MISMATCH, MISSING_IMAGE, UNLABELED_IMAGES, UNSAFE_PATH, Report
+from jobs.io import OUTPUT_MARKER
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 SHOWN = 5
@@ -133,7 +134,7 @@ def _unlabeled(images_dir: Path, labels: Labels, named: set[str], located: Locat
     """Images below the folder that no label names (hidden files and prepared outputs inside it are skipped)."""
     unnamed = []
     for folder, dirs, files in os.walk(images_dir):
-        if "dataset.json" in files and folder != str(images_dir):  # a prepared output: its charts are not data
+        if OUTPUT_MARKER in files and folder != str(images_dir):  # an output of this tool: its charts are not data
             dirs[:] = []
             continue
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))

@@ -8,9 +8,11 @@ pickled once per worker. Tasks themselves stay small (which jobs, where to write
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import multiprocessing
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -47,21 +49,35 @@ def parallel_map(fn: Callable[[Any, T], R], shared: Any, tasks: Sequence[T], wor
     results: list[R] = []
     if parallel and workers > 1:
         context = multiprocessing.get_context("fork") if sys.platform == "linux" else None
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_receive, initargs=(shared,))
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_receive,
+                                   initargs=(shared, os.getpid()))
         outcomes = pool.map(partial(_call, fn), tasks)
     else:
         pool, outcomes = nullcontext(), (fn(shared, task) for task in tasks)
     with pool:
-        for index, result in enumerate(outcomes, start=1):
-            results.append(result)
-            if progress:
-                progress(stage, index, len(tasks))
+        try:
+            for index, result in enumerate(outcomes, start=1):
+                results.append(result)
+                if progress:
+                    progress(stage, index, len(tasks))
+        except BaseException:  # an error, Ctrl-C or SIGTERM: no new task starts; the caller cleans up after them
+            if isinstance(pool, ProcessPoolExecutor):
+                pool.shutdown(wait=True, cancel_futures=True)
+            raise
     return results
 
 
-def _receive(shared: Any) -> None:
+def _receive(shared: Any, parent: int) -> None:
+    """Worker start: take ``shared``, die with the parent, leave Ctrl-C and SIGTERM to the parent."""
     global _shared
     _shared = shared
+    if sys.platform == "linux":
+        pr_set_pdeathsig = 1  # linux/prctl.h
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the line above
+            os._exit(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _call(fn: Callable[[Any, T], R], task: T) -> R:

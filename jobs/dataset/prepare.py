@@ -1,18 +1,20 @@
 """``data prepare``: labels + images -> sharded TFRecords, label map, COCO ground truth, stats, summary.
 
 Nothing is written unless the data is usable, and then everything is written at once: into a temporary folder
-that replaces the output folder (``outputs.py``), or, for a ``gs://`` output, uploaded with ``dataset.json`` last
-(``gcs.py``). A rerun with unchanged inputs and options rewrites nothing.
+that replaces the output folder (``jobs.io``: only an empty folder or an earlier dataset is ever replaced), or, for
+a ``gs://`` output, uploaded with ``dataset.json`` last (``gcs.py``). A rerun with unchanged inputs and options
+rewrites nothing, unless a file of the output is missing or damaged.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tempfile
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,13 +22,15 @@ from jobs.dataset import label_map as label_maps
 from jobs.dataset.check import Checked, CheckFailed, CheckOptions, Loaded, Plan, finish, load, plan
 from jobs.dataset.coco import ground_truth
 from jobs.dataset.findings import Report
-from jobs.dataset.outputs import staged_directory, write_json
 from jobs.dataset.parallel import PARALLEL_FROM, Progress, gc_paused, parallel_map
 from jobs.dataset.shards import DEFAULT_SHARD_BYTES, Written, write_shards
 from jobs.dataset.stats import chart_data, write_stats
+from jobs.io import OUTPUT_MARKER, TEMPORARY, OutputClaim, claim_output, remove_stale, write_json, write_marker
 
 SUMMARY = "dataset.json"  # written last: its presence marks a complete dataset
 REPORT = "report.json"
+KIND = "dataset"  # the kind of output folder (jobs.io)
+GCS_STAGE = "detector-prepare"  # local staging folders of gs:// outputs, in the system's temporary folder
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,8 @@ class PrepareResult:
     summary: dict
     report: Report
     unchanged: bool = False
+    removed: list[Path] = field(default_factory=list)  # temporary folders of runs that died, removed
+    repaired: list[str] = field(default_factory=list)  # why an output with unchanged inputs was rewritten
 
 
 class PrepareFailed(CheckFailed):
@@ -76,25 +82,73 @@ def prepare(options: PrepareOptions, progress: Progress | None = None) -> Prepar
 
 
 def _prepare(options: PrepareOptions, progress: Progress | None) -> PrepareResult:
-    previous = _previous(options.out)
+    options.check_options()  # validates the numbers before anything is locked or read
+    inputs = [options.labels, options.images, options.label_map, options.download_to]
     try:
-        loaded = load(options.check_options(), progress)
-        fingerprint = loaded.fingerprint([options.num_shards, options.shard_bytes, options.stats])
-        if previous and previous[0].get("input_fingerprint") == fingerprint:
-            return PrepareResult(options.out, previous[0], previous[1], unchanged=True)
-        planned = plan(loaded)
         if is_gcs(options.out):
-            from jobs.dataset.gcs import upload_dataset
-
-            with tempfile.TemporaryDirectory(prefix="detector-prepare-") as stage:
-                summary, checked = _write(Path(stage), loaded, planned, options, fingerprint, progress)
-                upload_dataset(Path(stage), str(options.out), SUMMARY, progress)
-        else:
-            with staged_directory(Path(options.out)) as stage:
-                summary, checked = _write(stage, loaded, planned, options, fingerprint, progress)
+            return _prepare_gcs(options, progress, inputs)
+        with claim_output(options.out, KIND, inputs) as claim:
+            return _prepare_into(claim, options, progress)
     except CheckFailed as err:
         raise PrepareFailed(err.report, options.strict) from None
-    return PrepareResult(options.out, summary, checked.report)
+
+
+def _prepare_into(claim: OutputClaim, options: PrepareOptions, progress: Progress | None) -> PrepareResult:
+    """A local output folder, locked by this run: rewritten unless inputs and output are as the last run left them."""
+    previous = _previous(claim.out)
+    loaded = load(options.check_options(), progress)
+    claim.refuse_inputs([loaded.images_dir])
+    fingerprint = loaded.fingerprint([options.num_shards, options.shard_bytes, options.stats])
+    damage: list[str] = []
+    if previous and previous[0].get("input_fingerprint") == fingerprint:
+        damage = damaged_files(claim.out, previous[0], full=options.verify == "full")
+        if not damage:
+            return PrepareResult(claim.out, previous[0], previous[1], unchanged=True, removed=claim.removed)
+    planned = plan(loaded)
+    with claim.staged() as stage:
+        summary, checked = _write(stage, loaded, planned, options, fingerprint, progress)
+    return PrepareResult(claim.out, summary, checked.report, removed=claim.removed, repaired=damage)
+
+
+def _prepare_gcs(options: PrepareOptions, progress: Progress | None, inputs: list[Path | None]) -> PrepareResult:
+    """A gs:// output: staged in a local temporary folder, then uploaded with dataset.json last."""
+    from jobs.dataset.gcs import check_prefix, upload_dataset
+
+    check_prefix(str(options.out), KIND)
+    removed = remove_stale(Path(tempfile.gettempdir()), GCS_STAGE)
+    previous = _previous(options.out)
+    loaded = load(options.check_options(), progress)
+    fingerprint = loaded.fingerprint([options.num_shards, options.shard_bytes, options.stats])
+    if previous and previous[0].get("input_fingerprint") == fingerprint:
+        return PrepareResult(options.out, previous[0], previous[1], unchanged=True, removed=removed)
+    planned = plan(loaded)
+    with tempfile.TemporaryDirectory(prefix=f"{GCS_STAGE}{TEMPORARY}{os.getpid()}-") as stage:
+        write_marker(Path(stage), KIND)
+        summary, checked = _write(Path(stage), loaded, planned, options, fingerprint, progress)
+        upload_dataset(Path(stage), str(options.out), SUMMARY, progress)
+    return PrepareResult(options.out, summary, checked.report, removed=removed)
+
+
+def damaged_files(out: Path, summary: dict, full: bool = False) -> list[str]:
+    """The files that ``summary`` lists which are missing, of another size or (``full``) of other content."""
+    damage = []
+    for name, expected in summary.get("files", {}).items():
+        path = out / name
+        try:
+            size = path.stat().st_size
+        except OSError:
+            damage.append(f"{name} is missing")
+            continue
+        if size != expected["bytes"]:
+            damage.append(f"{name} is {size} bytes, {expected['bytes']} were written")
+        elif full and _sha256(path) != expected["sha256"]:
+            damage.append(f"{name} differs from what was written (SHA-256)")
+    return damage
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 def _write(stage: Path, loaded: Loaded, planned: Plan, options: PrepareOptions, fingerprint: str,
@@ -111,8 +165,19 @@ def _write(stage: Path, loaded: Loaded, planned: Plan, options: PrepareOptions, 
     summary = _summary(options, checked, fingerprint, written, stats)
     write_json(stage / REPORT, {"rows": summary["rows"], "counts": summary["findings"],
                                 "findings": checked.report.to_json()})
+    summary["files"] = _manifest(stage, hashes=options.verify == "full")
     write_json(stage / SUMMARY, summary)
     return summary, checked
+
+
+def _manifest(stage: Path, hashes: bool) -> dict[str, dict]:
+    """Every file written so far, with its size (and SHA-256): a rerun checks them before saying "unchanged"."""
+    files = {}
+    for path in sorted(stage.rglob("*")):
+        if path.is_file() and path.name != OUTPUT_MARKER:
+            files[path.relative_to(stage).as_posix()] = {"bytes": path.stat().st_size} | (
+                {"sha256": _sha256(path)} if hashes else {})
+    return files
 
 
 def _run(shared: tuple[Path, Checked, dict[str, list[dict]]], task: Callable[..., list[str]]) -> list[str]:

@@ -1,17 +1,13 @@
 """``data stats``: PNG charts of a checked dataset (classes, boxes per image, box sizes) and a grid of samples.
 
-Charts are drawn with Pillow (``charts.py``), the sample grid from downscaled decodes. Each file is written under a
-temporary name, then renamed.
+Charts are drawn with Pillow (``charts.py``), the sample grid from downscaled decodes, into a folder that is new
+(``prepare``'s stage, or ``data stats``'s own, swapped in whole).
 """
 
 from __future__ import annotations
 
-import io
 import math
-import os
-import tempfile
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -66,24 +62,15 @@ def chart_data(checked: Checked) -> ChartData:
 
 
 def write_stats(folder: Path, data: ChartData) -> list[str]:
-    """Write the charts and the sample grid into ``folder``; returns the file names."""
+    """Write the charts and the sample grid into ``folder``, a new folder that replaces the output as a whole
+    (``jobs.io.staged_dir``); returns the file names."""
     folder.mkdir(parents=True, exist_ok=True)
     files = {"classes.png": _classes_chart, "boxes_per_image.png": _boxes_per_image_chart,
              "box_sizes.png": _box_sizes_chart, "samples.png": _samples}
     for name, draw in files.items():
-        _atomic(folder / name, lambda stream, draw=draw: draw(stream, data))
+        with (folder / name).open("wb") as stream:
+            draw(stream, data)
     return list(files)
-
-
-def _atomic(path: Path, draw: Callable[[io.BufferedWriter], None]) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            draw(stream)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
 
 
 def _classes_chart(stream, data: ChartData) -> None:

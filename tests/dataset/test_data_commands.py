@@ -86,8 +86,11 @@ def test_stats_writes_the_charts(labelled):
     result = run("data", "stats", "--input", "labels.csv", "--images", "images", "--out", "charts", cwd=labelled)
     assert result.returncode == 0, result.stderr
     names = sorted(p.name for p in (labelled / "charts").iterdir())
-    assert names == ["box_sizes.png", "boxes_per_image.png", "classes.png", "samples.png"]
-    assert all((labelled / "charts" / n).read_bytes().startswith(b"\x89PNG") for n in names)
+    assert names == [".detector-output.json", "box_sizes.png", "boxes_per_image.png", "classes.png", "samples.png"]
+    assert all((labelled / "charts" / n).read_bytes().startswith(b"\x89PNG") for n in names[1:])
+    again = run("data", "stats", "--input", "labels.csv", "--images", "images", "--out", "charts", cwd=labelled)
+    assert again.returncode == 0, again.stderr  # its own earlier charts are replaced
+    assert sorted(p.name for p in labelled.iterdir() if p.name.startswith(".")) == []  # no temporary or lock left
 
 
 def test_data_help_does_not_import_tensorflow_or_pillow():
