@@ -25,7 +25,11 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where Ctrl-C would be: every clean-up that Ctrl-C runs runs for it too."""
 
 
+_signals: list[int] = []  # received: typer turns the KeyboardInterrupt into a silent exit 130
+
+
 def _terminate(signum: int, frame: object) -> None:
+    _signals.append(signum)
     raise Terminated
 
 
@@ -39,12 +43,11 @@ def main() -> None:
     except OSError as err:  # the environment: a missing file, no space left, no permission
         _error(_os_error(err))
         raise SystemExit(1) from None
-    except Terminated:
-        _error("terminated (SIGTERM)")
-        raise SystemExit(128 + signal.SIGTERM) from None
-    except KeyboardInterrupt:
-        _error("interrupted")
-        raise SystemExit(128 + signal.SIGINT) from None
+    except (KeyboardInterrupt, SystemExit) as stop:
+        if _signals or isinstance(stop, KeyboardInterrupt) or stop.code == 128 + signal.SIGINT:
+            _error("terminated (SIGTERM)" if _signals else "interrupted")
+            raise SystemExit(128 + (_signals[0] if _signals else signal.SIGINT)) from None
+        raise
 
 
 def _error(message: str) -> None:

@@ -124,7 +124,8 @@ def upload_dataset(local: Path, uri: str, marker: str, progress: Progress | None
             if progress:
                 progress("upload", index, len(files))
     except UploadFailed as err:
-        _delete(bucket, [_name(prefix, relative) for relative in uploaded])
+        # the output marker stays: the prefix holds what this tool wrote, so a rerun may replace it
+        _delete(bucket, [_name(prefix, relative) for relative in uploaded if relative != OUTPUT_MARKER])
         raise UploadFailed(f"upload to {uri} failed, {err}; the files of this upload were removed and "
                            f"{marker} was not written, so nothing there reads as a dataset: rerun prepare") from None
 

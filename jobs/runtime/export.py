@@ -18,8 +18,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import tensorflow as tf
 from official.core import config_definitions as cfg
@@ -27,10 +26,12 @@ from official.vision.ops import preprocess_ops
 from official.vision.serving import export_saved_model_lib, export_tflite_lib
 
 from jobs.errors import UsageError
+from jobs.io import staged_dir
 from jobs.runtime.experiment import build_experiment, load_spec
 from jobs.runtime.inference import MODEL_INFO
 from jobs.runtime.spec import TrainSpec
 
+KIND = "export"  # the kind of output folder (jobs.io): an export replaces only an earlier export
 BOX_FORMAT = "normalized [ymin, xmin, ymax, xmax]"
 CALIBRATION_IMAGES = 200  # training images (augmented as in training) that set the int8 ranges
 
@@ -44,13 +45,13 @@ def export_model(model_dir: str, out: str, model_format: str = "saved_model", ch
     params = build_experiment(spec)
     checkpoint = checkpoint or tf.train.latest_checkpoint(model_dir)
     if not checkpoint:
-        raise FileNotFoundError(f"no checkpoint in {model_dir}: train first")
+        raise UsageError(f"no checkpoint in {model_dir}: train first")
     size = list(params.task.model.input_size[:2])
-    with _staged(out) as stage:
-        details = FORMATS[model_format](params, checkpoint, size, stage)
-        shutil.copy(os.path.join(spec.data_dir, "label_map.pbtxt"), os.path.join(stage, "label_map.pbtxt"))
+    with staged_dir(out, KIND, [model_dir, spec.data_dir]) as stage:
+        details = FORMATS[model_format](params, checkpoint, size, str(stage))
+        shutil.copy(os.path.join(spec.data_dir, "label_map.pbtxt"), stage / "label_map.pbtxt")
         info = {"format": model_format, **details, **_provenance(spec, model_dir, checkpoint), "input_size": size}
-        with open(os.path.join(stage, MODEL_INFO), "w", encoding="utf-8") as stream:
+        with open(stage / MODEL_INFO, "w", encoding="utf-8") as stream:
             json.dump(info, stream, indent=2)
     return info
 
@@ -118,19 +119,3 @@ FORMATS: dict[str, Callable[..., dict]] = {
 def _provenance(spec: TrainSpec, model_dir: str, checkpoint: str) -> dict:
     return {"preset": spec.preset, "classes": list(spec.classes), "model_dir": model_dir, "data": spec.data_dir,
             "checkpoint": checkpoint, "step": int(checkpoint.rsplit("-", 1)[-1])}
-
-
-@contextmanager
-def _staged(out: str) -> Iterator[str]:
-    """A temporary folder beside ``out`` that replaces it when the block succeeds."""
-    parent = os.path.dirname(os.path.abspath(out)) or "."
-    os.makedirs(parent, exist_ok=True)
-    stage = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.tmp-", dir=parent)
-    try:
-        yield stage
-        if os.path.exists(out):
-            shutil.rmtree(out)
-        os.rename(stage, out)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise

@@ -11,6 +11,7 @@ from gcs_emulator import BUCKET, emulated_storage
 
 from jobs.dataset import gcs
 from jobs.dataset.prepare import PrepareOptions, prepare
+from jobs.io import OUTPUT_MARKER, OutputRefused
 
 
 @pytest.fixture
@@ -51,7 +52,18 @@ def test_a_failed_upload_leaves_nothing_that_reads_as_a_dataset(synthetic, stora
     proxy.faults = {"data/train_coco.json": ["drop"] * gcs.ATTEMPTS}
     with pytest.raises(gcs.UploadFailed, match=r"data/train_coco.json: .*\(5 attempts\).*dataset.json was not"):
         prepare(PrepareOptions(synthetic.labels_csv, synthetic.images_dir, f"gs://{BUCKET}/data", stats=False))
-    assert _objects(client, "data") == {}
+    assert _objects(client, "data").keys() == {OUTPUT_MARKER}  # nothing reads as a dataset; a rerun may write
+    proxy.faults = {}
+    assert prepare(PrepareOptions(synthetic.labels_csv, synthetic.images_dir, f"gs://{BUCKET}/data",
+                                  stats=False)).summary["content_hash"]
+
+
+def test_a_prefix_holding_other_objects_is_refused(synthetic, storage):
+    _, client = storage
+    client.bucket(BUCKET).blob("thesis/chapter1.txt").upload_from_string(b"mine")
+    with pytest.raises(OutputRefused, match="holds objects that this tool did not write"):
+        prepare(PrepareOptions(synthetic.labels_csv, synthetic.images_dir, f"gs://{BUCKET}/thesis", stats=False))
+    assert _objects(client, "thesis") == {"chapter1.txt": b"mine"}
 
 
 def test_a_new_upload_replaces_the_old_dataset_and_its_stale_shards(synthetic, storage):
