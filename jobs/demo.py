@@ -12,8 +12,10 @@ from rich.console import Console
 from jobs.console import progress_bar
 from jobs.dataset.prepare import PrepareOptions, prepare
 from jobs.dataset.synthetic import make_dataset
+from jobs.io import check_output_folder, write_marker
 
 DEMO_PRESET = "retinanet-tiny-128"
+KIND = "demo"  # the kind of output folder (jobs.io)
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,9 @@ def run_demo(out: Path, steps: int = 600, images: int = 300, console: Console | 
 
     console = console or Console()
     start = time.perf_counter()
+    out = check_output_folder(out, KIND)  # a workspace of its own: never a folder the user keeps other files in
+    out.mkdir(parents=True, exist_ok=True)
+    write_marker(out, KIND)
     paths = {
         "synthetic images": out / "synthetic" / "images", "labels (VoTT CSV)": out / "synthetic" / "vott-export.csv",
         "prepared data": out / "data", "model dir (TensorBoard)": out / "model",

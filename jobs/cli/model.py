@@ -6,10 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from jobs.cli.app import app
 from jobs.cli.cloud import StackFile, StackName, evaluate_on_vertex, train_on_vertex
-from jobs.console import console, progress_bar, quiet_tensorflow, table
+from jobs.console import console, errors, progress_bar, quiet_tensorflow, table
+from jobs.errors import DataError
 from jobs.runtime.spec import PROGRESS_PREFIX
 
 
@@ -59,7 +61,9 @@ def train(
         raise typer.BadParameter("the local backend needs --data and --model-dir")
     from jobs.launch.backends import LocalBackend
     from jobs.launch.launcher import local_training
+    from jobs.runtime.spec import preflight_resume
 
+    preflight_resume(preset, data, model_dir, batch_size)  # a mismatch fails here, before TensorFlow loads
     spec = local_training(preset, data, model_dir, steps, batch_size, init_checkpoint, device, seed)
     with progress_bar(f"training {preset}") as update:
         def on_line(line: str) -> None:
@@ -71,7 +75,7 @@ def train(
 
         info = LocalBackend(on_line).submit(spec, image_uri="", base_output_dir=model_dir)
     if not info.state.endswith("SUCCEEDED"):
-        raise typer.Exit(1)
+        raise typer.Exit(max(info.exit_code or 1, 1))  # the trainer has printed why
 
 
 @app.command()
@@ -136,7 +140,7 @@ def _show_metrics(result) -> None:
 @app.command()
 def export(
     model_dir: Annotated[str, typer.Option(help="a model dir written by `train`")],
-    out: Annotated[str, typer.Option(help="export folder (replaced)")],
+    out: Annotated[str, typer.Option(help="export folder (new, empty or an earlier export: replaced as a whole)")],
     model_format: Annotated[str, typer.Option(
         "--format", help="saved_model (uint8 images of any size), tflite or tflite-int8 (preprocessed input)",
     )] = "saved_model",
@@ -163,7 +167,8 @@ def predict(
     from jobs.runtime.predict import Predictor, predict_paths
 
     with console.status("detecting"):
-        found = predict_paths(Predictor(model), images, out, score_threshold, every)
+        result = predict_paths(Predictor(model), images, out, score_threshold, every)
+    found = result.detections
     shown = 50  # all of them are in detections.csv
     rows = [[Path(d.image).name + ("" if d.frame is None else f" #{d.frame}"), d.label, d.score,
              f"{d.xmin:.0f},{d.ymin:.0f},{d.xmax:.0f},{d.ymax:.0f}"] for d in found[:shown]]
@@ -172,6 +177,11 @@ def predict(
         console.print(f"… and {len(found) - shown} more")
     if out:
         console.print(f"annotated images, detections.csv and detections.json in {out}")
+    for unreadable in result.unreadable:
+        errors.print(f"[yellow]skipped[/yellow] {escape(str(unreadable))}", highlight=False)
+    if result.unreadable:
+        raise DataError(f"{len(result.unreadable)} of {result.files} files could not be read (listed above); "
+                        "the others were predicted")
 
 
 @app.command()

@@ -25,6 +25,7 @@ class JobInfo:
     state: str  # Vertex JobState name, e.g. JOB_STATE_RUNNING
     console_url: str = ""
     error: str = ""
+    exit_code: int | None = None  # a local job's process exit status (2: the trainer refused the arguments)
 
     @property
     def live(self) -> bool:
@@ -95,7 +96,8 @@ class LocalBackend:
             code = process.wait()
         name = f"local/{spec.kind}/{process.pid}"
         state = "JOB_STATE_SUCCEEDED" if code == 0 else "JOB_STATE_FAILED"
-        info = JobInfo(name, state, error="" if code == 0 else f"{spec.entrypoint} exited with {code}")
+        info = JobInfo(name, state, error="" if code == 0 else f"{spec.entrypoint} exited with {code}",
+                       exit_code=code)
         self._done[name] = info
         return info
 

@@ -19,14 +19,16 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import tensorflow as tf
 
+from jobs.dataset import label_map as label_maps
 from jobs.dataset.tfrecord import read_records
-from jobs.errors import UsageError
+from jobs.errors import DetectorError, UsageError
 from jobs.metrics import COCO_KEYS, coco_ground_truth, coco_metrics
 from jobs.report.gallery import worst_image_ids
 from jobs.report.matching import analyze
 from jobs.report.render import render_report
 from jobs.runtime.experiment import load_spec, read_dataset
 from jobs.runtime.inference import CheckpointDetector, Detections, decode_image, load_detector, read_model_info
+from jobs.runtime.spec import TrainSpec
 
 EVAL_DIR = "eval"
 EvalProgress = Callable[[int, int], None]  # (images done, total)
@@ -92,11 +94,14 @@ def evaluate_checkpoint(model_dir: str, data_dir: str | None = None, split: str 
                         checkpoint: str | None = None, progress: EvalProgress | None = None,
                         score_threshold: float | None = None) -> EvalResult:
     """Evaluate a training run's checkpoint (default: the latest) into ``<model_dir>/eval``."""
+    spec = load_spec(model_dir)
+    data_dir = data_dir or spec.data_dir
+    class_ids = match_classes(run_label_map(spec), data_dir, f"the model in {model_dir}")
     detector = CheckpointDetector(model_dir, checkpoint)
     about = {"step": detector.step, "checkpoint": detector.checkpoint,
              "model": {"format": "checkpoint", "path": detector.checkpoint}}
-    return _evaluate(detector, data_dir or detector.spec.data_dir, split, os.path.join(model_dir, EVAL_DIR),
-                     about, {"experiment.json": asdict(detector.spec)}, progress, score_threshold)
+    return _evaluate(detector, data_dir, split, os.path.join(model_dir, EVAL_DIR), about,
+                     {"experiment.json": asdict(detector.spec)}, progress, score_threshold, class_ids)
 
 
 def evaluate_export(path: str, data_dir: str | None = None, split: str = "val",
@@ -107,11 +112,52 @@ def evaluate_export(path: str, data_dir: str | None = None, split: str = "val",
     data_dir = data_dir or info.get("data")
     if not data_dir:
         raise UsageError(f"{path}/model.json does not say which data the model was trained on: give --data")
+    with tf.io.gfile.GFile(os.path.join(path, "label_map.pbtxt")) as stream:
+        label_map = label_maps.loads(stream.read(), os.path.join(path, "label_map.pbtxt"))
+    class_ids = match_classes(label_map, data_dir, f"the model in {path}")
     baseline = float_baseline(info, data_dir, split, progress)
     about = {"step": info["step"], "checkpoint": info["checkpoint"],
              "model": {"format": info["format"], "path": path}, "baseline": baseline}
     return _evaluate(load_detector(path), data_dir, split, os.path.join(path, EVAL_DIR), about,
-                     {"model.json": info}, progress, score_threshold)
+                     {"model.json": info}, progress, score_threshold, class_ids)
+
+
+def run_label_map(spec: TrainSpec) -> dict[str, int] | None:
+    """The class names and ids a training run learned: its data's label map while that still holds the classes
+    the run recorded, else ids from 1 in the recorded order; None for a run that recorded no classes."""
+    path = os.path.join(spec.data_dir, "label_map.pbtxt")
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as stream:
+            label_map = label_maps.loads(stream.read(), path)
+        if tuple(sorted(label_map, key=label_map.get)) == spec.classes:
+            return label_map
+    if spec.classes and len(spec.classes) == spec.num_classes - 1:
+        return {name: class_id for class_id, name in enumerate(spec.classes, start=1)}
+    return None
+
+
+def match_classes(label_map: dict[str, int] | None, data_dir: str, model: str) -> dict[int, int]:
+    """The data's class ids mapped to the model's ids for the same names; a UsageError (before anything is
+    evaluated or written) when the names differ, since detections would be scored against another class."""
+    classes = {c["id"]: c["name"] for c in read_dataset(data_dir)["classes"]}
+    if label_map is None:  # a run that recorded no classes: its ids are taken to be the data's, as before
+        return {class_id: class_id for class_id in classes}
+    only_model = sorted(set(label_map) - set(classes.values()))
+    only_data = sorted(set(classes.values()) - set(label_map))
+    if only_model or only_data:
+        raise UsageError(f"{data_dir} has other classes than {model} (only in the model: "
+                         f"{', '.join(only_model) or 'none'}; only in the data: {', '.join(only_data) or 'none'}): "
+                         "evaluate on data with the model's classes")
+    return {class_id: label_map[name] for class_id, name in classes.items()}
+
+
+def renumber_classes(ground_truth: dict, class_ids: dict[int, int]) -> dict:
+    """COCO ground truth with its category ids replaced by the model's (``class_ids``: data id -> model id)."""
+    if all(data_id == model_id for data_id, model_id in class_ids.items()):
+        return ground_truth
+    categories = [{**c, "id": class_ids[c["id"]]} for c in ground_truth["categories"]]
+    return {**ground_truth, "categories": sorted(categories, key=lambda c: c["id"]),
+            "annotations": [{**a, "category_id": class_ids[a["category_id"]]} for a in ground_truth["annotations"]]}
 
 
 def float_baseline(info: dict, data_dir: str, split: str, progress: EvalProgress | None = None) -> dict | None:
@@ -135,10 +181,10 @@ def float_baseline(info: dict, data_dir: str, split: str, progress: EvalProgress
 
 
 def _evaluate(detector: Callable[[np.ndarray], Detections], data_dir: str, split: str, eval_dir: str,
-              about: dict, config: dict, progress: EvalProgress | None, score_threshold: float | None
-              ) -> EvalResult:
+              about: dict, config: dict, progress: EvalProgress | None, score_threshold: float | None,
+              class_ids: dict[int, int]) -> EvalResult:
     ground_truth, records = read_split(data_dir, split)
-    ground_truth = coco_ground_truth(ground_truth)
+    ground_truth = coco_ground_truth(renumber_classes(ground_truth, class_ids))
     detections = detect_split(detector, ground_truth, records, progress)
     analysis = analyze(ground_truth, detections, score_threshold)
     metrics = {**analysis.annotate(coco_metrics(ground_truth, detections)), **about, "split": split,
@@ -191,7 +237,9 @@ def evaluate_continuously(model_dir: str, data_dir: str | None = None, timeout_s
                           on_result: Callable[[EvalResult], None] | None = None) -> list[EvalResult]:
     """Evaluate each new checkpoint until the run's last step is evaluated (or none comes for ``timeout_s``)."""
     results = []
-    final_step = load_spec(model_dir).steps
+    spec = load_spec(model_dir)
+    match_classes(run_label_map(spec), data_dir or spec.data_dir, f"the model in {model_dir}")  # before waiting
+    final_step = spec.steps
     for checkpoint in tf.train.checkpoints_iterator(model_dir, min_interval_secs=5, timeout=timeout_s):
         result = evaluate_checkpoint(model_dir, data_dir, checkpoint=checkpoint)
         results.append(result)
@@ -225,12 +273,16 @@ def main(argv: list[str] | None = None) -> None:
             line += f" (float checkpoint: AP {metrics['baseline']['AP']:.3f} AP50 {metrics['baseline']['AP50']:.3f})"
         print(f"{line}; report {result.eval_dir}/report.html", flush=True)
 
-    if args.model:
-        show(evaluate_export(args.model, args.data, args.split, score_threshold=args.score_threshold))
-    elif args.continuous:
-        evaluate_continuously(args.model_dir, args.data, args.timeout, show)
-    else:
-        show(evaluate_checkpoint(args.model_dir, args.data, args.split, score_threshold=args.score_threshold))
+    try:
+        if args.model:
+            show(evaluate_export(args.model, args.data, args.split, score_threshold=args.score_threshold))
+        elif args.continuous:
+            evaluate_continuously(args.model_dir, args.data, args.timeout, show)
+        else:
+            show(evaluate_checkpoint(args.model_dir, args.data, args.split, score_threshold=args.score_threshold))
+    except (DetectorError, FileNotFoundError) as err:  # one line for the user (or the job's log), no traceback
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        os._exit(getattr(err, "exit_code", 1))
     sys.stdout.flush()
     os._exit(0)
 

@@ -14,9 +14,7 @@ from official.vision.configs import backbones, decoders
 from official.vision.configs import retinanet as retinanet_cfg
 
 from jobs.presets import Preset, get_preset
-from jobs.runtime.spec import SPEC_FILE, TrainSpec
-
-MODEL_GARDEN_LIMIT = 100  # Model Garden's default max_num_instances: more boxes per image are silently cut
+from jobs.runtime.spec import SPEC_FILE, TrainSpec, spec_from_dataset
 
 
 def read_dataset(data_dir: str) -> dict:
@@ -30,17 +28,8 @@ def read_dataset(data_dir: str) -> dict:
 
 def make_spec(preset_name: str, data_dir: str, steps: int | None, batch_size: int | None,
               init_checkpoint: str | None, precision: str = "float32", seed: int = 0) -> TrainSpec:
-    preset = get_preset(preset_name)
-    dataset = read_dataset(data_dir)
-    return TrainSpec(
-        preset=preset.name, data_dir=data_dir, steps=steps or preset.steps,
-        batch_size=batch_size or preset.batch_size, init_checkpoint=init_checkpoint,
-        num_classes=max(c["id"] for c in dataset["classes"]) + 1,
-        max_instances=max(MODEL_GARDEN_LIMIT, dataset["max_boxes_per_image"]),
-        classes=tuple(c["name"] for c in sorted(dataset["classes"], key=lambda c: c["id"])),
-        precision=precision,
-        seed=seed,
-    )
+    return spec_from_dataset(preset_name, data_dir, read_dataset(data_dir), steps, batch_size, init_checkpoint,
+                             precision, seed)
 
 
 def load_spec(model_dir: str) -> TrainSpec:

@@ -8,20 +8,36 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
 from jobs.dataset import label_map as label_maps
-from jobs.errors import UsageError
+from jobs.errors import DataError, UsageError
 from jobs.report.drawing import Detection, draw
 from jobs.runtime.inference import load_detector
 
-__all__ = ["Detection", "Predictor", "draw", "predict_paths", "video_frames", "write_detections"]
+__all__ = ["Detection", "Predictions", "Predictor", "UnreadableFile", "draw", "predict_paths", "video_frames",
+           "write_detections"]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+
+
+class UnreadableFile(DataError):
+    """An input image or video that cannot be decoded: ``predict`` reports it and goes on with the others."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+
+@dataclass(frozen=True)
+class Predictions:
+    detections: list[Detection]
+    files: int  # image and video files tried
+    unreadable: list[UnreadableFile]  # skipped, the others predicted
 
 
 class Predictor:
@@ -30,10 +46,7 @@ class Predictor:
         self.classes = {class_id: name for name, class_id in label_maps.load(model / "label_map.pbtxt").items()}
 
     def predict(self, path: Path, score_threshold: float = 0.3) -> tuple[list[Detection], object]:
-        from PIL import Image
-
-        with Image.open(path) as opened:
-            image = opened.convert("RGB")
+        image = read_image(path)
         return self.detect(image, str(path), score_threshold), image
 
     def detect(self, image, name: str, score_threshold: float = 0.3, frame: int | None = None) -> list[Detection]:
@@ -54,7 +67,7 @@ def video_frames(path: Path, every_s: float = 1.0) -> Iterator[tuple[int, object
 
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
-        raise UsageError(f"{path}: cannot read this video (OpenCV could not open it)")
+        raise UnreadableFile(path, "cannot read this video (OpenCV could not open it)")
     fps = capture.get(cv2.CAP_PROP_FPS) or 1.0
     step = max(1, round(fps * every_s))
     index = 0
@@ -70,22 +83,30 @@ def video_frames(path: Path, every_s: float = 1.0) -> Iterator[tuple[int, object
 
 
 def predict_paths(predictor: Predictor, inputs: list[Path], out: Path | None = None,
-                  score_threshold: float = 0.3, every_s: float = 1.0) -> list[Detection]:
+                  score_threshold: float = 0.3, every_s: float = 1.0) -> Predictions:
     """Detect on image files, folders (their images and videos) and videos; with ``out``, write annotated
-    copies (``<video stem>-frame<index>.jpg`` for frames) and ``detections.csv`` / ``detections.json`` there."""
+    copies (``<video stem>-frame<index>.jpg`` for frames) and ``detections.csv`` / ``detections.json`` there.
+    A file that cannot be decoded is skipped and listed in the result; no file to read at all is a DataError."""
     paths = list(_expand(inputs))
+    if not paths:
+        raise DataError(f"no images or videos in {', '.join(str(path) for path in inputs)} "
+                        f"(looked for {', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))})")
     detections: list[Detection] = []
+    unreadable: list[UnreadableFile] = []
     if out:
         out.mkdir(parents=True, exist_ok=True)
     for path in paths:
-        for name, image, frame in _pictures(path, every_s):
-            found = predictor.detect(image, str(path), score_threshold, frame)
-            detections += found
-            if out:
-                draw(image, found).save(out / name)
+        try:
+            for name, image, frame in _pictures(path, every_s):
+                found = predictor.detect(image, str(path), score_threshold, frame)
+                detections += found
+                if out:
+                    draw(image, found).save(out / name)
+        except UnreadableFile as err:
+            unreadable.append(err)
     if out:
         write_detections(detections, out)
-    return detections
+    return Predictions(detections, len(paths), unreadable)
 
 
 def write_detections(detections: list[Detection], out: Path) -> tuple[Path, Path]:
@@ -100,15 +121,26 @@ def write_detections(detections: list[Detection], out: Path) -> tuple[Path, Path
 
 def _pictures(path: Path, every_s: float) -> Iterator[tuple[str, object, int | None]]:
     """(name of the annotated copy, PIL RGB image, frame index or None) of an image or a video's frames."""
-    from PIL import Image
-
     if path.suffix.lower() in VIDEO_SUFFIXES:
         for index, frame in video_frames(path, every_s):
             yield f"{path.stem}-frame{index:06d}.jpg", frame, index
     else:
+        yield path.name, read_image(path), None
+
+
+def read_image(path: Path) -> object:
+    """The PIL RGB image of an image file; an UnreadableFile where Pillow cannot decode it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
         with Image.open(path) as opened:
-            image = opened.convert("RGB")
-        yield path.name, image, None
+            return opened.convert("RGB")
+    except UnidentifiedImageError:
+        raise UnreadableFile(path, "not an image that Pillow can read") from None
+    except OSError as err:  # truncated or corrupt data, no permission
+        raise UnreadableFile(path, err.strerror or str(err)) from None
+    except (SyntaxError, ValueError, Image.DecompressionBombError) as err:  # broken headers, oversized images
+        raise UnreadableFile(path, str(err) or type(err).__name__) from None
 
 
 def _expand(inputs: list[Path]) -> Iterator[Path]:

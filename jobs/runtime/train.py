@@ -12,15 +12,16 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import tensorflow as tf
 from official.core import task_factory, train_lib, train_utils
 
+from jobs.errors import DetectorError
 from jobs.runtime import devices
 from jobs.runtime.checkpoints import resolve_init_checkpoint
 from jobs.runtime.experiment import build_experiment, load_spec, make_spec, save_spec
-from jobs.runtime.spec import PROGRESS_PREFIX, SPEC_FILE, TrainSpec
+from jobs.runtime.spec import PROGRESS_PREFIX, SPEC_FILE, TrainSpec, resume
 
 TrainProgress = Callable[[int, int, float], None]  # (step, total steps, loss)
 
@@ -41,14 +42,11 @@ def latest_step(model_dir: str) -> int:
 
 
 def resolve_spec(model_dir: str, spec: TrainSpec) -> TrainSpec:
-    """A model dir belongs to one run: resuming keeps its spec, only the step budget may grow."""
+    """A model dir belongs to one run: resuming keeps its spec, only the step budget may grow (a UsageError
+    when the preset, the data or the batch size differ from the saved ones)."""
     if not tf.io.gfile.exists(os.path.join(model_dir, SPEC_FILE)):
         return spec
-    saved = load_spec(model_dir)
-    if saved.preset != spec.preset or saved.num_classes != spec.num_classes:
-        raise ValueError(f"{model_dir} holds a {saved.preset} run with {saved.num_classes - 1} classes; "
-                         "use another --model-dir for a different preset or dataset")
-    return replace(saved, steps=max(saved.steps, spec.steps))
+    return resume(load_spec(model_dir), spec, model_dir)
 
 
 def train(spec: TrainSpec, model_dir: str, device: str = "auto", progress: TrainProgress | None = None
@@ -113,12 +111,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.model_dir:
         parser.error("--model-dir is required outside Vertex AI")
-    spec = make_spec(args.preset, args.data, args.steps, args.batch_size, args.init_checkpoint,
-                     devices.precision_for(args.device), args.seed)
-    start = latest_step(args.model_dir)
-    print(f"{'resuming from' if start else 'starting at'} step {start} of {spec.steps} in {args.model_dir}",
-          flush=True)
-    result = train(spec, args.model_dir, args.device, print_progress)
+    try:
+        spec = resolve_spec(args.model_dir, make_spec(args.preset, args.data, args.steps, args.batch_size,
+                                                      args.init_checkpoint, devices.precision_for(args.device),
+                                                      args.seed))
+        start = latest_step(args.model_dir)
+        print(f"{'resuming from' if start else 'starting at'} step {start} of {spec.steps} in {args.model_dir}",
+              flush=True)
+        result = train(spec, args.model_dir, args.device, print_progress)
+    except (DetectorError, FileNotFoundError) as err:  # one line for the user (or the job's log), no traceback
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        os._exit(getattr(err, "exit_code", 1))
     print(f"trained {result.spec.preset} to step {result.final_step} in {result.model_dir}", flush=True)
     sys.stderr.flush()
     os._exit(0)  # skip the slow interpreter teardown of TensorFlow threads
