@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from jobs.errors import DataError
+from jobs.io import OUTPUT_MARKER
 from jobs.report.drawing import Detection
 
 
@@ -44,7 +45,8 @@ def test_unreadable_files_are_skipped_and_listed_and_the_rest_predicted(folder, 
     assert reasons["b.jpg"] == "not an image that Pillow can read" and "truncated" in reasons["d.jpg"].lower()
     assert all(str(e) == f"{e.path}: {e.reason}" for e in result.unreadable)
     assert [d.image for d in result.detections] == [str(folder / "a.jpg"), str(folder / "c.png")]
-    assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "c.png", "detections.csv", "detections.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        OUTPUT_MARKER, "a.jpg", "c.png", "detections.csv", "detections.json"]
     assert [d["image"] for d in json.loads((out / "detections.json").read_text())] == [
         str(folder / "a.jpg"), str(folder / "c.png")]
     assert len((out / "detections.csv").read_text().splitlines()) == 3
@@ -71,3 +73,33 @@ def test_no_images_at_all_is_a_data_error_and_writes_nothing(tmp_path):
         predict_paths(OneBoxPerPicture(), [empty], tmp_path / "out")
     assert raised.value.exit_code == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_out_never_replaces_an_input_or_a_folder_it_did_not_write(folder, tmp_path):
+    from jobs.io import OutputRefused
+    from jobs.runtime.predict import predict_paths
+
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    for out in (folder, tmp_path):
+        with pytest.raises(OutputRefused, match="the input"):
+            predict_paths(OneBoxPerPicture(), [folder], out)
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("mine")
+    with pytest.raises(OutputRefused, match="did not write"):
+        predict_paths(OneBoxPerPicture(), [folder], notes)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before and (notes / "todo.txt").read_text() == "mine"
+
+
+def test_earlier_predictions_are_replaced_and_equal_names_kept_apart(folder, tmp_path):
+    from jobs.runtime.predict import predict_paths
+
+    other = tmp_path / "other"
+    other.mkdir()
+    Image.new("RGB", (16, 12)).save(other / "a.jpg")
+    Image.new("RGB", (16, 12)).save(other / "detections.csv.jpg")
+    out = tmp_path / "out"
+    predict_paths(OneBoxPerPicture(), [folder / "c.png"], out)
+    predict_paths(OneBoxPerPicture(), [folder / "a.jpg", other], out)
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "a-2.jpg", "a.jpg", "detections.csv", "detections.csv.jpg", "detections.json"]

@@ -158,14 +158,19 @@ def export(
 def predict(
     model: Annotated[Path, typer.Option(help="an export folder (any format)")],
     images: Annotated[list[Path], typer.Argument(help="image files, folders of images, video files")],
-    out: Annotated[Path | None, typer.Option(help="annotated copies, detections.csv and .json go here")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="annotated copies, detections.csv and .json go here (new, empty or earlier predictions: replaced)")]
+    = None,
     score_threshold: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.3,
     every: Annotated[float, typer.Option(min=0.01, help="seconds between the video frames sampled")] = 1.0,
 ) -> None:
     """Detect objects in images and videos; print a table, draw boxes on copies, write the detections."""
     quiet_tensorflow()
-    from jobs.runtime.predict import Predictor, predict_paths
+    from jobs.io import check_output_folder
+    from jobs.runtime.predict import KIND, Predictor, predict_paths
 
+    if out is not None:
+        check_output_folder(out, KIND, [model, *images])  # before the model loads
     with console.status("detecting"):
         result = predict_paths(Predictor(model), images, out, score_threshold, every)
     found = result.detections

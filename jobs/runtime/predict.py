@@ -15,12 +15,15 @@ import numpy as np
 
 from jobs.dataset import label_map as label_maps
 from jobs.errors import DataError, UsageError
+from jobs.io import staged_dir
 from jobs.report.drawing import Detection, draw
 from jobs.runtime.inference import load_detector
 
 __all__ = ["Detection", "Predictions", "Predictor", "UnreadableFile", "draw", "predict_paths", "video_frames",
            "write_detections"]
 
+KIND = "predictions"  # the kind of output folder (jobs.io): --out replaces only earlier predictions
+OWN_FILES = {"detections.csv", "detections.json"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
@@ -85,28 +88,47 @@ def video_frames(path: Path, every_s: float = 1.0) -> Iterator[tuple[int, object
 def predict_paths(predictor: Predictor, inputs: list[Path], out: Path | None = None,
                   score_threshold: float = 0.3, every_s: float = 1.0) -> Predictions:
     """Detect on image files, folders (their images and videos) and videos; with ``out``, write annotated
-    copies (``<video stem>-frame<index>.jpg`` for frames) and ``detections.csv`` / ``detections.json`` there.
+    copies (``<video stem>-frame<index>.jpg`` for frames) and ``detections.csv`` / ``detections.json`` into
+    ``out``, a folder that is new, empty or earlier predictions and holds no input, replaced as a whole.
     A file that cannot be decoded is skipped and listed in the result; no file to read at all is a DataError."""
     paths = list(_expand(inputs))
     if not paths:
         raise DataError(f"no images or videos in {', '.join(str(path) for path in inputs)} "
                         f"(looked for {', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))})")
+    if out is None:
+        return _predict(predictor, paths, None, score_threshold, every_s)
+    with staged_dir(out, KIND, inputs) as stage:
+        return _predict(predictor, paths, stage, score_threshold, every_s)
+
+
+def _predict(predictor: Predictor, paths: list[Path], out: Path | None, score_threshold: float,
+             every_s: float) -> Predictions:
     detections: list[Detection] = []
     unreadable: list[UnreadableFile] = []
-    if out:
-        out.mkdir(parents=True, exist_ok=True)
+    names: set[str] = set()
     for path in paths:
         try:
             for name, image, frame in _pictures(path, every_s):
                 found = predictor.detect(image, str(path), score_threshold, frame)
                 detections += found
                 if out:
-                    draw(image, found).save(out / name)
+                    draw(image, found).save(out / _unique(name, names))
         except UnreadableFile as err:
             unreadable.append(err)
     if out:
         write_detections(detections, out)
     return Predictions(detections, len(paths), unreadable)
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    """``name``, or ``stem-2.ext``, ``stem-3.ext``… when images of several folders share it."""
+    stem, dot, suffix = name.rpartition(".")
+    candidate, number = name, 1
+    while candidate in taken or candidate in OWN_FILES:
+        number += 1
+        candidate = f"{stem}-{number}{dot}{suffix}"
+    taken.add(candidate)
+    return candidate
 
 
 def write_detections(detections: list[Detection], out: Path) -> tuple[Path, Path]:
