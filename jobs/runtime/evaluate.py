@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -22,6 +23,7 @@ import tensorflow as tf
 from jobs.dataset import label_map as label_maps
 from jobs.dataset.tfrecord import read_records
 from jobs.errors import DetectorError, UsageError
+from jobs.io import check_output_folder, is_output, write_marker
 from jobs.metrics import COCO_KEYS, coco_ground_truth, coco_metrics
 from jobs.report.gallery import worst_image_ids
 from jobs.report.matching import analyze
@@ -31,6 +33,7 @@ from jobs.runtime.inference import CheckpointDetector, Detections, decode_image,
 from jobs.runtime.spec import TrainSpec
 
 EVAL_DIR = "eval"
+EVAL_KIND = "evaluation"  # the kind of output folder (jobs.io)
 EvalProgress = Callable[[int, int], None]  # (images done, total)
 
 
@@ -97,6 +100,7 @@ def evaluate_checkpoint(model_dir: str, data_dir: str | None = None, split: str 
     spec = load_spec(model_dir)
     data_dir = data_dir or spec.data_dir
     class_ids = match_classes(run_label_map(spec), data_dir, f"the model in {model_dir}")
+    claim_eval_dir(os.path.join(model_dir, EVAL_DIR), data_dir)
     detector = CheckpointDetector(model_dir, checkpoint)
     about = {"step": detector.step, "checkpoint": detector.checkpoint,
              "model": {"format": "checkpoint", "path": detector.checkpoint}}
@@ -115,11 +119,24 @@ def evaluate_export(path: str, data_dir: str | None = None, split: str = "val",
     with tf.io.gfile.GFile(os.path.join(path, "label_map.pbtxt")) as stream:
         label_map = label_maps.loads(stream.read(), os.path.join(path, "label_map.pbtxt"))
     class_ids = match_classes(label_map, data_dir, f"the model in {path}")
+    claim_eval_dir(os.path.join(path, EVAL_DIR), data_dir)
     baseline = float_baseline(info, data_dir, split, progress)
     about = {"step": info["step"], "checkpoint": info["checkpoint"],
              "model": {"format": info["format"], "path": path}, "baseline": baseline}
     return _evaluate(load_detector(path), data_dir, split, os.path.join(path, EVAL_DIR), about,
                      {"model.json": info}, progress, score_threshold, class_ids)
+
+
+def claim_eval_dir(eval_dir: str, data_dir: str) -> None:
+    """A local ``eval/`` must be new, empty or an earlier evaluation, and hold no input; it is marked as an output
+    of this tool before anything is evaluated. (A ``gs://`` one lies in the run's own prefix.)"""
+    if eval_dir.startswith("gs://"):
+        return
+    folder = check_output_folder(Path(eval_dir), EVAL_KIND, [Path(data_dir)] if "://" not in data_dir else [],
+                                 "the evaluation folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    if not is_output(folder, EVAL_KIND):
+        write_marker(folder, EVAL_KIND)
 
 
 def run_label_map(spec: TrainSpec) -> dict[str, int] | None:
