@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from jobs.errors import UsageError
+from jobs.io import OutputRefused, refuse_inputs, resolved
 
 SPEC_FILE = "experiment.json"
 PROGRESS_PREFIX = "progress:"  # the trainer's progress lines; the local backend parses them
@@ -108,9 +109,24 @@ def _names(names: list[str], shown: int = 5) -> str:
     return ", ".join(names[:shown]) + more
 
 
+def check_model_dir(model_dir: str, data_dir: str) -> None:
+    """A local model dir is new, empty or a training run's (its ``experiment.json``), and holds no input: training
+    never writes checkpoints among files it did not write. (A ``gs://`` one lies in the run's own prefix.)"""
+    if "://" in model_dir:
+        return
+    folder = resolved(model_dir)
+    refuse_inputs(folder, [Path(data_dir)] if "://" not in data_dir else [], "--model-dir")
+    if folder.exists() and not folder.is_dir():
+        raise OutputRefused(f"--model-dir {folder} is a file, not a folder: choose a folder name")
+    if folder.is_dir() and not (folder / SPEC_FILE).is_file() and any(folder.iterdir()):
+        raise OutputRefused(f"--model-dir {folder} holds files and no {SPEC_FILE}: it is not a model dir of this "
+                            "tool; choose a new or empty folder")
+
+
 def preflight_resume(preset_name: str, data_dir: str, model_dir: str, batch_size: int | None) -> None:
     """The trainer's resume check, run before the trainer (and TensorFlow) starts, where the model dir and the
     data are local folders; the trainer runs it again wherever it runs."""
+    check_model_dir(model_dir, data_dir)
     saved_path, dataset_path = Path(model_dir) / SPEC_FILE, Path(data_dir) / "dataset.json"
     if "://" in model_dir or "://" in data_dir or not saved_path.is_file() or not dataset_path.is_file():
         return

@@ -21,7 +21,7 @@ from jobs.errors import DetectorError
 from jobs.runtime import devices
 from jobs.runtime.checkpoints import resolve_init_checkpoint
 from jobs.runtime.experiment import build_experiment, load_spec, make_spec, save_spec
-from jobs.runtime.spec import PROGRESS_PREFIX, SPEC_FILE, TrainSpec, resume
+from jobs.runtime.spec import PROGRESS_PREFIX, SPEC_FILE, TrainSpec, check_model_dir, resume
 
 TrainProgress = Callable[[int, int, float], None]  # (step, total steps, loss)
 
@@ -44,6 +44,7 @@ def latest_step(model_dir: str) -> int:
 def resolve_spec(model_dir: str, spec: TrainSpec) -> TrainSpec:
     """A model dir belongs to one run: resuming keeps its spec, only the step budget may grow (a UsageError
     when the preset, the data or the batch size differ from the saved ones)."""
+    check_model_dir(model_dir, spec.data_dir)
     if not tf.io.gfile.exists(os.path.join(model_dir, SPEC_FILE)):
         return spec
     return resume(load_spec(model_dir), spec, model_dir)

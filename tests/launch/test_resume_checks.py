@@ -130,3 +130,25 @@ def test_trainer_entrypoint_refuses_other_classes_with_exit_2_through_the_local_
     assert "only in the run: triangle" in errors[0] and f"--data {datasets['data']}" in errors[0]
     assert not any("Traceback" in line or line.startswith(("starting at", "resuming from")) for line in lines)
     assert sorted(p.name for p in model_dir.iterdir()) == [SPEC_FILE]
+
+
+def test_a_model_dir_of_other_files_or_holding_the_data_is_refused(datasets, tmp_path):
+    from jobs.io import OutputRefused
+    from jobs.runtime.spec import check_model_dir
+
+    data = str(datasets["data"])
+    check_model_dir(str(tmp_path / "new"), data)
+    (tmp_path / "empty").mkdir()
+    check_model_dir(str(tmp_path / "empty"), data)
+    check_model_dir(str(_model_dir(tmp_path, _spec(datasets["data"]))), data)  # a run's own: resumed
+    (tmp_path / "thesis").mkdir()
+    (tmp_path / "thesis" / "chapter1.tex").write_text("mine")
+    with pytest.raises(OutputRefused, match="holds files and no experiment.json"):
+        check_model_dir(str(tmp_path / "thesis"), data)
+    with pytest.raises(OutputRefused, match="contains the input"):
+        check_model_dir(str(datasets["data"].parent), data)
+    result = subprocess.run(
+        [sys.executable, "-m", "jobs", "train", "--preset", PRESET, "--data", data, "--model-dir",
+         str(tmp_path / "thesis")], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "not a model dir of this tool" in _one_line(result.stderr)
+    assert sorted(p.name for p in (tmp_path / "thesis").iterdir()) == ["chapter1.tex"]
