@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from jobs.cli.app import data_app
 from jobs.console import console, errors, progress_bar, table
-from jobs.dataset.findings import RULES
+from jobs.dataset.findings import DEFAULT_MAX_PIXELS, RULES
 
 FORMATS = ("vott-csv", "datitran-csv", "vertex-csv", "voc-xml", "coco-json", "yolo")  # jobs.dataset.readers
 SHOWN = 20
@@ -38,6 +38,10 @@ Workers = Annotated[int | None, typer.Option(min=1, help="processes reading imag
 DownloadTo = Annotated[Path | None, typer.Option(
     "--download-to", help="download the gs:// images the labels name (Vertex AI CSV) into this folder and use it as "
                           "the images folder; images already there are not downloaded again")]
+MaxPixels = Annotated[int, typer.Option(
+    "--max-pixels", min=1, help="images whose header declares more pixels are dropped (I014), before any decode")]
+FollowSymlinks = Annotated[bool, typer.Option(
+    "--follow-symlinks", help="use images behind symbolic links that lead out of the images folder (else I016)")]
 
 
 @data_app.command("prepare")
@@ -57,13 +61,16 @@ def data_prepare(
     stats: Annotated[bool, typer.Option("--stats/--no-stats", help="write charts into stats/")] = True,
     workers: Workers = None,
     download_to: DownloadTo = None,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
+    follow_symlinks: FollowSymlinks = False,
 ) -> None:
     """Validate labels and images, split by image, write TFRecords, label map, COCO ground truth and charts."""
     from jobs.dataset.prepare import PrepareFailed, PrepareOptions, is_gcs, prepare
 
     options = PrepareOptions(labels, images, out if is_gcs(out) else Path(out), fmt, val_fraction, seed, label_map,
                              num_shards, workers=workers, unlabeled_as_negatives=unlabeled_as_negatives,
-                             verify=verify, strict=strict, stats=stats, download_to=download_to)
+                             verify=verify, strict=strict, stats=stats, download_to=download_to,
+                             max_pixels=max_pixels, follow_symlinks=follow_symlinks)
     try:
         with progress_bar("preparing") as update:
             result = prepare(options, lambda stage, done, total: update(done, total, stage=stage))
@@ -97,6 +104,8 @@ def data_check(
     = None,
     workers: Workers = None,
     download_to: DownloadTo = None,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
+    follow_symlinks: FollowSymlinks = False,
 ) -> None:
     """Run every check of `prepare` and report; writes nothing but --report."""
     from jobs.dataset.check import CheckFailed, CheckOptions, check
@@ -106,7 +115,7 @@ def data_check(
 
         check_output_file(report, REPORT_KIND, [labels, images, label_map, download_to], "--report")
     options = CheckOptions(labels, images, fmt, val_fraction, seed, label_map, unlabeled_as_negatives, verify,
-                           strict, workers, download_to)
+                           strict, workers, download_to, max_pixels, follow_symlinks)
     try:
         with progress_bar("checking") as update:
             checked = check(options, lambda stage, done, total: update(done, total, stage=stage))
@@ -134,6 +143,8 @@ def data_stats(
     unlabeled_as_negatives: Unlabeled = False,
     workers: Workers = None,
     download_to: DownloadTo = None,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
+    follow_symlinks: FollowSymlinks = False,
 ) -> None:
     """Charts of classes, boxes per image, box sizes and a grid of samples with their boxes."""
     from jobs.dataset.check import CheckFailed, CheckOptions, check
@@ -141,7 +152,8 @@ def data_stats(
     from jobs.io import staged_dir
 
     options = CheckOptions(labels, images, fmt, val_fraction, seed, label_map, unlabeled_as_negatives,
-                           workers=workers, download_to=download_to)
+                           workers=workers, download_to=download_to, max_pixels=max_pixels,
+                           follow_symlinks=follow_symlinks)
     try:
         with progress_bar("checking") as update:
             checked = check(options, lambda stage, done, total: update(done, total, stage=stage))

@@ -73,9 +73,10 @@ class Labels:
         item.negative_rows.append(location)
         return item
 
-    def drop_row(self, filename: str | None = None) -> None:
-        """Count a reported row; its image (if known) is not an unlabeled image, even with no row left."""
-        self.rows_in += 1
-        self.rows_dropped += 1
+    def drop_row(self, filename: str | None = None, rows: int = 1) -> None:
+        """Count a reported row (or ``rows``); its image (if known) is not an unlabeled image, even with no row
+        left."""
+        self.rows_in += rows
+        self.rows_dropped += rows
         if filename:
             self.mentioned.add(filename)

@@ -15,12 +15,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISDIR, S_ISFIFO, S_ISREG, S_ISSOCK
 from typing import NamedTuple
 
 from jobs.dataset import label_map as label_maps
 from jobs.dataset.annotations import Box, Labels
 from jobs.dataset.examine import ImageJob, ImageResult, examine_all
-from jobs.dataset.findings import NEGATIVE_CONFLICT, NO_CLASSES, Report, Severity
+from jobs.dataset.findings import DEFAULT_MAX_PIXELS, NEGATIVE_CONFLICT, NO_CLASSES, NOT_A_FILE, Report, Severity
 from jobs.dataset.images import ImageInfo
 from jobs.dataset.locate import Located, locate
 from jobs.dataset.parallel import PARALLEL_FROM, Progress, gc_paused, parallel_map
@@ -34,7 +35,7 @@ VERIFY_MODES = ("header", "full")
 CHUNK = 128  # images per task of the header-only check
 SAMPLE_SIZE = 64  # the default verification decodes about this many images, evenly spread in name order
 MAX_VAL_FRACTION = 0.9
-CHECKS_VERSION = 2  # part of the input fingerprint: a rerun after the checks changed is not "unchanged"
+CHECKS_VERSION = 3  # part of the input fingerprint: a rerun after the checks changed is not "unchanged"
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,14 @@ class CheckOptions:
     strict: bool = False  # every finding is fatal
     workers: int | None = None
     download_to: Path | None = None  # download the gs:// images the labels name into this folder, use it as images
+    max_pixels: int = DEFAULT_MAX_PIXELS  # images declaring more are dropped (TOO_MANY_PIXELS)
+    follow_symlinks: bool = False  # use links that lead out of the images folder (else SYMLINK_OUTSIDE)
 
     def __post_init__(self) -> None:
         if not 0 <= self.val_fraction <= MAX_VAL_FRACTION:  # also false for NaN
             raise UsageError(f"--val-fraction must be between 0 and {MAX_VAL_FRACTION}, not {self.val_fraction}")
+        if self.max_pixels < 1:
+            raise UsageError(f"--max-pixels must be at least 1, not {self.max_pixels}")
 
 
 class CheckedImage(NamedTuple):
@@ -88,7 +93,8 @@ class Loaded:
             digest.update(self.options.label_map.read_bytes())
         o = self.options
         digest.update(json.dumps([CHECKS_VERSION, self.fmt, str(self.images_dir), o.val_fraction, o.seed,
-                                  o.unlabeled_as_negatives, o.verify, o.strict, *extra], default=str).encode())
+                                  o.unlabeled_as_negatives, o.verify, o.strict, o.max_pixels, o.follow_symlinks,
+                                  *extra], default=str).encode())
         for name in sorted(self.sizes):
             digest.update(f"{name}\0{self.sizes[name][0]}\0{self.sizes[name][1]}\n".encode())
         return digest.hexdigest()
@@ -155,17 +161,44 @@ def load(options: CheckOptions, progress: Progress | None = None) -> Loaded:
                          f"relative to.{hint}")
     if not images_dir.is_dir():
         raise UsageError(f"the images folder {images_dir} does not exist")
-    located = locate(images_dir, labels, report, options.unlabeled_as_negatives)
+    located = locate(images_dir, labels, report, options.unlabeled_as_negatives, options.follow_symlinks)
     folder = str(images_dir).rstrip("/")
     paths = {image.filename: f"{folder}/{image.filename}" for image in located.images}  # names are relative
-    sizes = {}
-    for name, path in paths.items():
-        try:
-            stat = os.stat(path)
-            sizes[name] = (stat.st_size, stat.st_mtime_ns)
-        except OSError:
-            sizes[name] = (0, 0)  # examining it will say what is wrong
+    sizes = _file_sizes(located, paths, report)
     return Loaded(options, fmt, labels, images_dir, located, given_map, report, paths, sizes)
+
+
+def _file_sizes(located: Located, paths: dict[str, str], report: Report) -> dict[str, tuple[int, int]]:
+    """(bytes, mtime ns) of each image file. What is not a regular file (a FIFO, a device) is reported and dropped
+    here, from the one ``stat`` each file gets, before anything could open it and wait."""
+    sizes, refused = {}, set()
+    for image in located.images:
+        try:
+            status = os.stat(paths[image.filename])
+        except OSError:
+            sizes[image.filename] = (0, 0)  # examining it will say what is wrong
+            continue
+        if not S_ISREG(status.st_mode):
+            rows = len(image.locations)
+            report.add(NOT_A_FILE, image.locations[0], f"'{image.filename}' is {_file_kind(status.st_mode)}, not a "
+                                                       f"regular file; not read ({rows} row(s) dropped)")
+            located.dropped_rows += rows
+            refused.add(image.filename)
+            continue
+        sizes[image.filename] = (status.st_size, status.st_mtime_ns)
+    if refused:
+        located.images = [image for image in located.images if image.filename not in refused]
+        for name in refused:
+            del paths[name]
+    return sizes
+
+
+def _file_kind(mode: int) -> str:
+    if S_ISDIR(mode):
+        return "a folder"
+    if S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    return "a socket" if S_ISSOCK(mode) else "a device or other special file"
 
 
 def _download(options: CheckOptions, labels: Labels, progress: Progress | None) -> Path:
@@ -198,7 +231,7 @@ def plan(loaded: Loaded) -> Plan:
     source = display_name(options.labels)
     if loaded.label_map is not None:
         check_classes(boxes, loaded.label_map, source, report)
-    check_class_names({box.label for box in boxes}, source, report)
+    check_class_names(boxes, source, report)
     if not boxes and not report.fatal:
         report.add(NO_CLASSES, source, "no usable box remains; see the findings above")
     if report.fatal:
@@ -211,7 +244,8 @@ def plan(loaded: Loaded) -> Plan:
         jobs[image.filename] = ImageJob(
             loaded.paths[image.filename], image.filename, tuple(image.boxes), image.locations[0],
             len(image.locations), len(image.negative_rows), image.stated_size,
-            options.verify == "full" or index % every == 0, index + 1, loaded.sizes[image.filename][0])
+            options.verify == "full" or index % every == 0, index + 1, loaded.sizes[image.filename][0],
+            options.max_pixels)
     splits = split_images(images, val, options.seed, test)
     return Plan(classes, {split: [jobs[i.filename] for i in items] for split, items in splits.items()}, dropped)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from jobs.dataset.annotations import Box
-from jobs.dataset.findings import SIZE_MISMATCH, UNREADABLE_IMAGE, Finding, Report
+from jobs.dataset.findings import DEFAULT_MAX_PIXELS, SIZE_MISMATCH, UNREADABLE_IMAGE, Finding, Report
 from jobs.dataset.images import ImageInfo, ImageProblem, inspect
 from jobs.dataset.validate import check_box, check_box_count, drop_duplicates
 
@@ -24,6 +24,7 @@ class ImageJob(NamedTuple):
     decode: bool
     source_id: int = 0
     size_bytes: int = 0
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
 
 class ImageResult(NamedTuple):
@@ -55,10 +56,11 @@ def examine(job: ImageJob, data: bytes | None = None) -> ImageResult:
     """Check the image (its bytes when given, else its file) and its boxes; never raises for bad data."""
     report = Report()
     try:
-        info = inspect(job.path, job.decode, data)
-    except (FileNotFoundError, ImageProblem) as err:
+        info = inspect(job.path, job.decode, data, job.max_pixels)
+    except (OSError, ImageProblem) as err:
         rule = err.rule if isinstance(err, ImageProblem) else UNREADABLE_IMAGE
-        reason = str(err) if isinstance(err, ImageProblem) else "vanished while being checked"
+        reason = str(err) if isinstance(err, ImageProblem) else (
+            "vanished while being checked" if isinstance(err, FileNotFoundError) else f"cannot be read: {err.strerror}")
         report.add(rule, job.location, f"image '{job.filename}': {reason} ({job.rows} row(s) dropped)")
         return ImageResult(job.filename, None, findings=tuple(report.findings), rows_dropped=job.rows)
     if job.stated_size and job.stated_size != (info.width, info.height):

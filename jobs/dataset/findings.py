@@ -68,6 +68,21 @@ NEGATIVE_CONFLICT = _rule(
     "F008", "negative-conflict", W, Action.DROP_ROW,
     "An image is listed without a label (a negative) and also with boxes; the boxes win, the empty row is dropped.",
 )
+UNCLOSED_QUOTE = _rule(
+    "F009", "unclosed-quote", E, Action.DROP_ROW,
+    "A CSV row runs over several lines: a quoted field holds line breaks, nearly always a quote left open that "
+    "swallows the lines after it. None of its lines is used and each counts as a reported row; close the quote.",
+)
+YAML_ALIAS = _rule(
+    "F010", "yaml-alias", E, Action.FATAL,
+    "The YAML uses an alias (*name): aliases can expand exponentially (an alias bomb), so they are refused; write "
+    "the values out.",
+)
+TOO_DEEP = _rule(
+    "F011", "too-deep", E, Action.FATAL,
+    "The JSON or YAML nests deeper than its parser follows (over about a thousand levels): a broken or hostile "
+    "file, no dataset format needs more than a few.",
+)
 # Images.
 MISSING_IMAGE = _rule(
     "I001", "missing-image", E, Action.DROP_IMAGE, "The image named by a row does not exist."
@@ -124,6 +139,21 @@ UNLABELED_IMAGES = _rule(
     "Images in the images folder that no label names are not used; --unlabeled-as-negatives keeps them as "
     "negatives (images without objects).",
 )
+DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's MAX_IMAGE_PIXELS: 256 MiB decoded as RGB
+TOO_MANY_PIXELS = _rule(
+    "I014", "too-many-pixels", E, Action.DROP_IMAGE,
+    f"The header declares more pixels than --max-pixels (default {DEFAULT_MAX_PIXELS:,}, Pillow's limit: 256 MiB "
+    "decoded as RGB), checked for every image before any decode; raise --max-pixels if such images are real.",
+)
+NOT_A_FILE = _rule(
+    "I015", "not-a-file", E, Action.DROP_IMAGE,
+    "The path is not a regular file (a FIFO, socket or device): it is never opened, since reading it could block "
+    "forever.",
+)
+SYMLINK_OUTSIDE = _rule(
+    "I016", "symlink-outside", E, Action.DROP_IMAGE,
+    "The path goes through a symbolic link that leads out of the images folder; --follow-symlinks uses it.",
+)
 # Boxes.
 BOX_NOT_FINITE = _rule("B001", "box-not-finite", E, Action.DROP_ROW, "A coordinate is NaN or inf.")
 BOX_INVERTED = _rule("B002", "box-inverted", E, Action.DROP_ROW, "xmax < xmin or ymax < ymin.")
@@ -175,6 +205,11 @@ SIMILAR_CLASS_NAMES = _rule(
 UNKNOWN_CLASS_ID = _rule(
     "C005", "unknown-class-id", E, Action.DROP_ROW,
     "A numeric class (YOLO index, COCO category_id) has no name in the class list.",
+)
+LONG_CLASS_NAME = _rule(
+    "C006", "long-class-name", E, Action.FATAL,
+    "A class name is longer than 200 characters: a broken field (a quote left open, shifted columns) rather than "
+    "a name.",
 )
 # Splits.
 CLASS_MISSING_FROM_SPLIT = _rule(

@@ -1,14 +1,18 @@
 """What ``prepare`` needs to know about an image file: its header, its end, and optionally its decoded pixels.
 
-The header check reads the JPEG/PNG header (``headers.py``; Pillow for other formats) without decoding pixels and
-looks for the end marker (JPEG EOI, PNG IEND) in the last bytes; a file without one is decoded to tell trailing
-data from a truncated image. Decoding every image (``--verify full``) also catches corrupt data inside a file.
+The header check reads the JPEG/PNG header (``headers.py``; Pillow for other formats) without decoding pixels,
+refuses sizes over the pixel limit (``--max-pixels``) before anything is decoded, and looks for the end marker (JPEG
+EOI, PNG IEND) in the last bytes; a file without one is decoded to tell trailing data from a truncated image.
+Decoding every image (``--verify full``) also catches corrupt data inside a file.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
@@ -16,9 +20,12 @@ from jobs.dataset.findings import (
     ALPHA_CHANNEL,
     CMYK,
     CONVERTED_FORMAT,
+    DEFAULT_MAX_PIXELS,
     EXIF_ORIENTATION,
     GRAYSCALE,
     HIGH_BIT_DEPTH,
+    NOT_A_FILE,
+    TOO_MANY_PIXELS,
     TRUNCATED_IMAGE,
     UNREADABLE_IMAGE,
     Rule,
@@ -78,9 +85,10 @@ class ImageProblem(Exception):
         self.rule = rule
 
 
-def inspect(path: str | Path, decode: bool = False, data: bytes | None = None) -> ImageInfo:
-    """Check the header and the end of the file (or of ``data``, its bytes already read), and decode it when asked
-    (or when needed to be sure)."""
+def inspect(path: str | Path, decode: bool = False, data: bytes | None = None,
+            max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
+    """Check the header (at most ``max_pixels``) and the end of the file (or of ``data``, its bytes already read),
+    and decode it when asked (or when needed to be sure)."""
     header = None
     if data is None:
         head, tail, size = _head_and_tail(path)
@@ -92,7 +100,8 @@ def inspect(path: str | Path, decode: bool = False, data: bytes | None = None) -
         header = read_header(data)
     if header is None:
         with io.BytesIO(data) if data is not None else open(path, "rb") as stream:
-            return _inspect_with_pillow(stream, decode)
+            return _inspect_with_pillow(stream, decode, max_pixels)
+    check_pixels(header.width, header.height, max_pixels)
     ended = _ends_with_marker(tail, END_MARKERS[header.format])
     if decode or not ended:
         with io.BytesIO(data) if data is not None else open(path, "rb") as stream:
@@ -101,16 +110,42 @@ def inspect(path: str | Path, decode: bool = False, data: bytes | None = None) -
                      header.bits, header.transparent, decode or not ended)
 
 
+def check_pixels(width: int, height: int, max_pixels: int) -> None:
+    """ImageProblem when the declared size is over the limit: decoding it could take gigabytes."""
+    pixels = width * height
+    if pixels > max_pixels:
+        rgb = pixels * 3
+        decoded = f"{rgb / 2**30:.1f} GiB" if rgb >= 2**30 else f"{rgb / 2**20:.1f} MiB"
+        raise ImageProblem(TOO_MANY_PIXELS, f"{width}x{height} is {pixels:,} pixels ({decoded} decoded), over the "
+                                            f"limit of {max_pixels:,}; pass --max-pixels N to allow more")
+
+
+@contextmanager
+def pillow_unlimited() -> Iterator[None]:
+    """Pillow's own pixel limit off: sizes are checked here, against --max-pixels, before anything is decoded."""
+    from PIL import Image
+
+    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
 def _ends_with_marker(tail: bytes | memoryview, marker: bytes) -> bool:
     """Whether the end marker is in the last bytes; searched from the end, where it nearly always is."""
     return tail[-len(marker):] == marker or marker in bytes(tail)
 
 
 def _head_and_tail(path: str | Path) -> tuple[bytes, bytes, int]:
-    """The first HEAD_BYTES, the last TAIL_BYTES and the size of a file, in two reads."""
-    with open(path, "rb") as stream:
+    """The first HEAD_BYTES, the last TAIL_BYTES and the size of a file, in two reads; ImageProblem for what is not
+    a regular file (opened without waiting, so a FIFO cannot block)."""
+    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as stream:
+        status = os.fstat(stream.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            raise ImageProblem(NOT_A_FILE, "not a regular file (a FIFO, socket or device); not read")
         head = stream.read(HEAD_BYTES)
-        size = os.fstat(stream.fileno()).st_size
+        size = status.st_size
         if size <= len(head):
             return head, head[-TAIL_BYTES:], len(head)
         if size - TAIL_BYTES < len(head):
@@ -131,18 +166,19 @@ def _open_and_decode(stream: BinaryIO, truncated: bool) -> None:
 
     stream.seek(0)
     try:
-        with Image.open(stream) as image:
+        with pillow_unlimited(), Image.open(stream) as image:
             _decode(image, truncated)
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as err:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageProblem(UNREADABLE_IMAGE, f"cannot read the header: {err}") from None
 
 
-def _inspect_with_pillow(stream: BinaryIO, decode: bool) -> ImageInfo:
+def _inspect_with_pillow(stream: BinaryIO, decode: bool, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
     """Formats the header reader does not handle, and headers it could not parse: Pillow decides."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(stream) as image:
+        with pillow_unlimited(), Image.open(stream) as image:
+            check_pixels(image.width, image.height, max_pixels)
             fmt = NATIVE_FORMATS.get(image.format or "", (image.format or "unknown").lower())
             bits = 16 if image.mode.startswith("I;16") else 8
             if fmt == "png":  # Pillow reads 16-bit RGB as 8-bit RGB: the bit depth is in the IHDR chunk
@@ -161,8 +197,6 @@ def _inspect_with_pillow(stream: BinaryIO, decode: bool) -> ImageInfo:
         raise
     except UnidentifiedImageError:
         raise ImageProblem(UNREADABLE_IMAGE, "not an image Pillow can identify (corrupt or unsupported)") from None
-    except Image.DecompressionBombError as err:
-        raise ImageProblem(UNREADABLE_IMAGE, f"refused as too large: {err}") from None
     except (OSError, SyntaxError, ValueError, IndexError) as err:
         raise ImageProblem(UNREADABLE_IMAGE, f"cannot read the header: {err}") from None
 
@@ -183,7 +217,7 @@ def record_bytes(data: bytes, info: ImageInfo) -> bytes:
         return data
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as image:
+    with pillow_unlimited(), Image.open(io.BytesIO(data)) as image:  # its size was checked
         image.seek(0)
         frame = image.convert("RGBA" if info.transparent else "RGB")
     out = io.BytesIO()

@@ -1,6 +1,7 @@
 """Find the file of every labelled image below the images folder, and the images that no label names.
 
-Names are relative to the images folder. A name that is absolute or climbs out with ``..`` is refused. A name that
+Names are relative to the images folder. A name that is absolute or climbs out with ``..`` is refused, and so is a
+path through a symbolic link that leads out of the folder (unless links are followed). A name that
 matches a file only when letter case is ignored uses that file (and says so). A ``gs://bucket/a/b.jpg`` reference
 is looked for as ``a/b.jpg``, then as ``b.jpg``, so a folder made by ``gsutil cp -r gs://bucket/a DIR`` or by
 copying every image flat into DIR both work.
@@ -13,7 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from jobs.dataset.annotations import LabelledImage, Labels
-from jobs.dataset.findings import CASE_MISMATCH, MISSING_IMAGE, UNLABELED_IMAGES, UNSAFE_PATH, Report
+from jobs.dataset.findings import (
+    CASE_MISMATCH,
+    MISSING_IMAGE,
+    SYMLINK_OUTSIDE,
+    UNLABELED_IMAGES,
+    UNSAFE_PATH,
+    Report,
+)
 from jobs.io import OUTPUT_MARKER
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -24,6 +32,7 @@ SHOWN = 5
 class _Folder:
     files: set[str]
     folders: set[str]
+    links: set[str]  # the files and folders that are symbolic links
     _by_lower: dict[str, list[str]] | None = None
 
     def by_lower(self, name: str) -> list[str]:
@@ -46,6 +55,7 @@ class _Tree:
 
     def __init__(self, root: Path):
         self.root = root
+        self.real_root = os.path.realpath(root)
         self.folders: dict[str, _Folder | None] = {}
         self.top = self.folder("")
 
@@ -57,7 +67,8 @@ class _Tree:
                 self.folders[rel] = None
                 return None
             folders = {e.name for e in entries if e.is_dir()}
-            self.folders[rel] = _Folder({e.name for e in entries} - folders, folders)
+            links = {e.name for e in entries if e.is_symlink()}  # from the listing: no system call
+            self.folders[rel] = _Folder({e.name for e in entries} - folders, folders, links)
         return self.folders[rel]
 
     def find(self, name: str) -> str | None:
@@ -83,16 +94,36 @@ class _Tree:
         return "/".join(actual)
 
 
+    def outside(self, name: str) -> str | None:
+        """Where ``name`` (as on disk) leads when it passes through a symbolic link to outside the root, else None.
+        Set lookups for the names that pass through no link, nearly all of them; ``realpath`` for the others."""
+        if "/" in name:
+            parts = name.split("/")
+            for index, part in enumerate(parts):
+                listing = self.folder("/".join(parts[:index]))
+                if listing is not None and part in listing.links:
+                    break
+            else:
+                return None
+        elif self.top is None or name not in self.top.links:
+            return None
+        real = os.path.realpath(self.root / name)
+        return None if real.startswith(self.real_root + os.sep) else real
+
+
 def unsafe(name: str) -> bool:
     """Absolute (``/x``, ``C:/x``) or climbing out with ``..``; ``name`` uses ``/`` separators."""
     return name.startswith("/") or ".." in name.split("/") or name[1:2] == ":"
 
 
-def locate(images_dir: Path, labels: Labels, report: Report, unlabeled_as_negatives: bool) -> Located:
-    """Resolve every image of ``labels`` to its file; images not found are reported and their rows dropped."""
+def locate(images_dir: Path, labels: Labels, report: Report, unlabeled_as_negatives: bool,
+           follow_symlinks: bool = False) -> Located:
+    """Resolve every image of ``labels`` to its file; images not found (or, unless ``follow_symlinks``, behind a link
+    out of the folder) are reported and their rows dropped."""
     tree = _Tree(images_dir)
     located = Located()
     by_actual: dict[str, LabelledImage] = {}
+    refused: set[str] = set()  # found, but behind a link out of the folder: labelled, not unlabeled
     for item in labels.images.values():
         rows = f"{len(item.locations)} row(s) dropped"
         name = item.filename.replace("\\", "/")
@@ -112,6 +143,12 @@ def locate(images_dir: Path, labels: Labels, report: Report, unlabeled_as_negati
                        f"image '{item.filename}' not found in {images_dir}{also} ({rows})")
             located.dropped_rows += len(item.locations)
             continue
+        target = None if follow_symlinks else tree.outside(actual)
+        if target is not None:
+            report.add(SYMLINK_OUTSIDE, item.locations[0], _link_message(actual, target, rows))
+            located.dropped_rows += len(item.locations)
+            refused.add(actual)
+            continue
         if actual != candidate:
             report.add(CASE_MISMATCH, item.locations[0],
                        f"'{candidate}' is '{actual}' on disk; using it (rename one of them to match)")
@@ -124,14 +161,20 @@ def locate(images_dir: Path, labels: Labels, report: Report, unlabeled_as_negati
             merged.boxes += item.boxes
             merged.locations += item.locations
             merged.negative_rows += item.negative_rows
-    named = set(by_actual) | {name.replace("\\", "/") for name in labels.mentioned}
-    _unlabeled(images_dir, labels, named, located, report, unlabeled_as_negatives)
+    named = set(by_actual) | refused | {name.replace("\\", "/") for name in labels.mentioned}
+    _unlabeled(tree, labels, named, located, report, unlabeled_as_negatives, follow_symlinks)
     return located
 
 
-def _unlabeled(images_dir: Path, labels: Labels, named: set[str], located: Located, report: Report,
-               as_negatives: bool) -> None:
+def _link_message(name: str, target: str, rows: str) -> str:
+    return (f"'{name}' is behind a symbolic link out of the images folder (to {target}); pass --follow-symlinks to "
+            f"use it ({rows})")
+
+
+def _unlabeled(tree: _Tree, labels: Labels, named: set[str], located: Located, report: Report,
+               as_negatives: bool, follow_symlinks: bool) -> None:
     """Images below the folder that no label names (hidden files and prepared outputs inside it are skipped)."""
+    images_dir = tree.root
     unnamed = []
     for folder, dirs, files in os.walk(images_dir):
         if OUTPUT_MARKER in files and folder != str(images_dir):  # an output of this tool: its charts are not data
@@ -147,7 +190,12 @@ def _unlabeled(images_dir: Path, labels: Labels, named: set[str], located: Locat
         return
     if as_negatives:
         for name in unnamed:
-            located.images.append(labels.add_negative(name, f"{images_dir.name}/{name}"))
+            location = f"{images_dir.name}/{name}"
+            target = None if follow_symlinks else tree.outside(name)
+            if target is not None:
+                report.add(SYMLINK_OUTSIDE, location, _link_message(name, target, "not used"))
+            else:
+                located.images.append(labels.add_negative(name, location))
         return
     examples = ", ".join(unnamed[:SHOWN]) + (f" and {len(unnamed) - SHOWN} more" if len(unnamed) > SHOWN else "")
     report.add(UNLABELED_IMAGES, str(images_dir),

@@ -21,7 +21,7 @@ from pathlib import Path
 from jobs.dataset import label_map as label_maps
 from jobs.dataset.check import Checked, CheckFailed, CheckOptions, Loaded, Plan, finish, load, plan
 from jobs.dataset.coco import ground_truth
-from jobs.dataset.findings import Report
+from jobs.dataset.findings import DEFAULT_MAX_PIXELS, Report
 from jobs.dataset.parallel import PARALLEL_FROM, Progress, gc_paused, parallel_map
 from jobs.dataset.shards import DEFAULT_SHARD_BYTES, Written, write_shards
 from jobs.dataset.stats import chart_data, write_stats
@@ -50,10 +50,13 @@ class PrepareOptions:
     strict: bool = False
     stats: bool = True
     download_to: Path | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    follow_symlinks: bool = False
 
     def check_options(self) -> CheckOptions:
         return CheckOptions(self.labels, self.images, self.fmt, self.val_fraction, self.seed, self.label_map,
-                            self.unlabeled_as_negatives, self.verify, self.strict, self.workers, self.download_to)
+                            self.unlabeled_as_negatives, self.verify, self.strict, self.workers, self.download_to,
+                            self.max_pixels, self.follow_symlinks)
 
 
 @dataclass

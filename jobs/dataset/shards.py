@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -130,13 +131,17 @@ def _batches(jobs: list[ImageJob]) -> Iterator[list[ImageJob]]:
 
 
 def _read(path: str) -> bytes | None:
-    """The whole file in one read (an exact-size buffer), or None; examine() then reports why."""
+    """The whole file in one read (an exact-size buffer), or None; examine() then reports why. Opened without
+    waiting and read only if it is a regular file: a FIFO put in place after the check cannot block."""
     try:
-        handle = os.open(path, os.O_RDONLY)
+        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return None
     try:
-        size = os.fstat(handle).st_size
+        status = os.fstat(handle)
+        if not stat.S_ISREG(status.st_mode):
+            return None
+        size = status.st_size
         data = os.read(handle, size)
         return data if len(data) == size else None
     except OSError:

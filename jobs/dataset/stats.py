@@ -15,6 +15,7 @@ from typing import NamedTuple
 from jobs.dataset.annotations import Box
 from jobs.dataset.charts import Chart, bin_counts
 from jobs.dataset.check import Checked, CheckedImage
+from jobs.dataset.images import pillow_unlimited
 
 SAMPLES = 16
 BOXES_COLOUR, IMAGES_COLOUR = "#4363d8", "#f58231"
@@ -129,7 +130,7 @@ def _samples(stream, data: ChartData) -> None:
     grid = Image.new("RGB", (columns * TILE, rows * TILE), (32, 32, 32))
     colour = {name: COLOURS[index % len(COLOURS)] for index, name in enumerate(data.classes)}
     for index, item in enumerate(picked):
-        with Image.open(item.path) as source:
+        with pillow_unlimited(), Image.open(item.path) as source:  # within --max-pixels, checked
             source.draft("RGB", (TILE, TILE))
             source.seek(0)
             tile = source.convert("RGB")

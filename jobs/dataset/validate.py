@@ -18,6 +18,7 @@ from jobs.dataset.findings import (
     CLASS_TOO_RARE,
     DUPLICATE_BOX,
     ESCAPED_CLASS_NAME,
+    LONG_CLASS_NAME,
     OVERLAPPING_DUPLICATE,
     SIMILAR_CLASS_NAMES,
     TOO_MANY_BOXES,
@@ -32,6 +33,7 @@ MIN_BOX_FRACTION = 1 / 256  # of the longer image side: under 1 px at the smalle
 DUPLICATE_IOU = 0.95
 MODEL_GARDEN_MAX_INSTANCES = 100  # Model Garden's default max_num_instances
 MIN_TRAIN_BOXES = 10
+MAX_CLASS_NAME = 200  # characters (LONG_CLASS_NAME)
 
 
 def _what(box: Box) -> str:
@@ -88,26 +90,126 @@ def _iou(a: Box, b: Box) -> float:
 
 
 def drop_duplicates(boxes: Sequence[Box], report: Report) -> list[Box]:
-    """Keep the first of boxes with the same class and coordinates, or the same class and IoU > 0.95."""
+    """Keep the first of boxes with the same class and coordinates, or the same class and IoU > 0.95.
+
+    Each box is compared with the kept boxes of its class that can reach the threshold (``_KeptBoxes``), not with
+    all of them: a million boxes in one image take seconds, not hours.
+    """
     if len(boxes) < 2:
         return list(boxes)
-    kept: list[Box] = []
-    by_label: dict[str, list[Box]] = defaultdict(list)
+    kept = _KeptBoxes()
     for box in boxes:
-        earlier = by_label[box.label]
-        same = next((k for k in earlier if (k.xmin, k.ymin, k.xmax, k.ymax) == (box.xmin, box.ymin, box.xmax,
-                                                                                 box.ymax)), None)
+        same = kept.same(box)
         if same is not None:
             report.add(DUPLICATE_BOX, box.location, f"box of '{box.label}' repeats the one at {same.location}")
             continue
-        close = next((k for k in earlier if _iou(k, box) > DUPLICATE_IOU), None)
+        close = kept.first_overlapping(box)
         if close is not None:
             report.add(OVERLAPPING_DUPLICATE, box.location,
                        f"box of '{box.label}' overlaps the one at {close.location} with IoU {_iou(close, box):.3f}")
             continue
-        earlier.append(box)
-        kept.append(box)
-    return kept
+        kept.add(box)
+    return kept.boxes
+
+
+_SEARCH_IOU = DUPLICATE_IOU - 0.01  # the search's bounds use a lower IoU, so float rounding never hides a pair
+_REACH = (1 - _SEARCH_IOU) / _SEARCH_IOU
+_SIZE_CLASSES = 4  # per doubling of the side
+_CELL = 1 / 8  # grid cell side along min + max, as a fraction of the narrowest side of its size class
+_GRID_SIDES = (2.0 ** -1000, 2.0 ** 1000)  # sides, and xmin + xmax under 2^30 sides: the grid's arithmetic is exact
+_GRID_COORDINATE = 2.0 ** 30
+
+
+class _KeptBoxes:
+    """The kept boxes by class and coordinates (exact repeats), and on a grid (near repeats).
+
+    Two boxes with IoU > t have widths within a factor t of each other and |Δxmin| + |Δxmax| < (1 - t) / t × the
+    narrower width, hence |Δ(xmin + xmax)| under that too (the same in y). So boxes are filed by class, size level
+    (the binary exponent of width and of height) and the cell of (xmin + xmax, ymin + ymax), cells sized to their
+    level; a box is compared only with the kept boxes of the at most 2 × 2 levels and the few cells within reach.
+    Kept boxes of a class overlap each other by IoU <= 0.95, so few fit in a cell: the work per box does not grow
+    with the number of boxes.
+    """
+
+    def __init__(self) -> None:
+        self.boxes: list[Box] = []  # in the order kept
+        self._exact: dict[tuple, Box] = {}
+        self._grid: dict[tuple, list[int]] = defaultdict(list)  # (label, x level, y level, x cell, y cell) -> kept
+        self._off_grid: list[int] = []  # kept boxes whose sides or coordinates are beyond the grid's range
+
+    def same(self, box: Box) -> Box | None:
+        return self._exact.get((box.label, box.xmin, box.ymin, box.xmax, box.ymax))
+
+    def first_overlapping(self, box: Box) -> Box | None:
+        """The earliest kept box of the class with IoU > 0.95, the one a scan of all kept boxes finds first."""
+        width, height = box.xmax - box.xmin, box.ymax - box.ymin
+        if not (0 < width < math.inf and 0 < height < math.inf):
+            return None  # empty, inverted or not finite: its IoU is 0 or NaN with every box
+        x_mid, y_mid = box.xmin + box.xmax, box.ymin + box.ymax
+        if not (_on_grid(x_mid, width) and _on_grid(y_mid, height)):
+            best = self._earliest(box, range(len(self.boxes)), len(self.boxes))
+        else:
+            best = self._earliest(box, self._off_grid, len(self.boxes))
+            for x_size, x_cells in _near_cells(x_mid, width):
+                for y_size, y_cells in _near_cells(y_mid, height):
+                    for cx in x_cells:
+                        for cy in y_cells:
+                            cell = self._grid.get((box.label, x_size, y_size, cx, cy))
+                            if cell:
+                                best = self._earliest(box, cell, best)
+        return self.boxes[best] if best < len(self.boxes) else None
+
+    def add(self, box: Box) -> None:
+        self._exact[(box.label, box.xmin, box.ymin, box.xmax, box.ymax)] = box
+        width, height = box.xmax - box.xmin, box.ymax - box.ymin
+        x_mid, y_mid = box.xmin + box.xmax, box.ymin + box.ymax
+        if _on_grid(x_mid, width) and _on_grid(y_mid, height):
+            x_size, y_size = _size_class(width), _size_class(height)
+            key = (box.label, x_size, y_size, _cell(x_mid, x_size), _cell(y_mid, y_size))
+            self._grid[key].append(len(self.boxes))
+        elif 0 < width < math.inf and 0 < height < math.inf:
+            self._off_grid.append(len(self.boxes))
+        self.boxes.append(box)
+
+    def _earliest(self, box: Box, indices: Iterable[int], best: int) -> int:
+        """The first of ``indices`` (ascending) under ``best`` whose box has the class of ``box`` and IoU > 0.95
+        with it, else ``best``."""
+        for index in indices:
+            if index >= best:
+                break
+            earlier = self.boxes[index]
+            if earlier.label == box.label and _iou(earlier, box) > DUPLICATE_IOU:
+                return index
+        return best
+
+
+def _on_grid(middle: float, side: float) -> bool:
+    return _GRID_SIDES[0] < side < _GRID_SIDES[1] and abs(middle) < _GRID_COORDINATE * side
+
+
+def _size_class(side: float) -> int:
+    """Sides of a class are within a factor 2^(1 / _SIZE_CLASSES) of each other."""
+    return math.floor(math.log2(side) * _SIZE_CLASSES)
+
+
+def _cell_side(size_class: int) -> float:
+    return _CELL * 2.0 ** (size_class / _SIZE_CLASSES)
+
+
+def _cell(middle: float, size_class: int) -> int:
+    """The grid cell of min + max of a box with a side of ``size_class``."""
+    return math.floor(middle / _cell_side(size_class))
+
+
+def _near_cells(middle: float, side: float) -> list[tuple[int, range]]:
+    """Where the kept boxes that can overlap a box by IoU > 0.95 are filed, on one axis (``middle`` is min + max):
+    each size class of the sides within a factor ``_SEARCH_IOU`` of ``side``, with its cells within reach."""
+    near = []
+    for size_class in range(_size_class(side * _SEARCH_IOU), _size_class(side / _SEARCH_IOU) + 1):
+        widest = 2.0 ** ((size_class + 1) / _SIZE_CLASSES)
+        reach, cell = _REACH * min(side, widest), _cell_side(size_class)
+        near.append((size_class, range(math.floor((middle - reach) / cell), math.floor((middle + reach) / cell) + 1)))
+    return near
 
 
 def check_box_count(filename: str, location: str, count: int, report: Report) -> None:
@@ -126,7 +228,7 @@ def check_classes(boxes: list[Box], label_map: dict[str, int], source: str, repo
             unknown[box.label].append(box.location)
     if unknown:
         where = "; ".join(
-            f"'{name}' at {', '.join(places[:3])}{f' and {len(places) - 3} more' if len(places) > 3 else ''}"
+            f"'{_cut(name)}' at {', '.join(places[:3])}{f' and {len(places) - 3} more' if len(places) > 3 else ''}"
             for name, places in sorted(unknown.items())
         )
         report.add(UNKNOWN_CLASS, source,
@@ -134,9 +236,23 @@ def check_classes(boxes: list[Box], label_map: dict[str, int], source: str, repo
                    "label map or fix the labels")
 
 
-def check_class_names(names: Iterable[str], source: str, report: Report) -> None:
-    """Names that need escaping in label_map.pbtxt, and names that differ only in letter case."""
-    names = sorted(set(names))
+def _cut(name: str) -> str:
+    """The name, or its start and its length when it is too long to show."""
+    return name if len(name) <= MAX_CLASS_NAME else f"{name[:40]}... ({len(name):,} characters)"
+
+
+def check_class_names(boxes: Sequence[Box], source: str, report: Report) -> None:
+    """Names too long to be names (where each first occurs), names that need escaping in label_map.pbtxt, names
+    that differ only in letter case."""
+    names = sorted({box.label for box in boxes})
+    long = {name for name in names if len(name) > MAX_CLASS_NAME}
+    for box in boxes if long else ():
+        if box.label in long:
+            long.remove(box.label)
+            report.add(LONG_CLASS_NAME, box.location, f"a class name of {len(box.label):,} characters "
+                                                      f"({box.label[:40]!r}...), over {MAX_CLASS_NAME}: a broken "
+                                                      "field rather than a name; fix the labels")
+    names = [name for name in names if len(name) <= MAX_CLASS_NAME]
     for name in names:
         if any(c in name for c in "\"\\") or any(ord(c) < 32 or ord(c) == 127 for c in name):
             report.add(ESCAPED_CLASS_NAME, source, f"class {name!r} is written escaped in label_map.pbtxt")

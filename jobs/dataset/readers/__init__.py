@@ -6,6 +6,7 @@ images. Importing this package registers every format.
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 from jobs.dataset.annotations import Labels
@@ -21,11 +22,25 @@ def _known() -> str:
     return "; ".join(f"{r.name}: {r.detection}" for r in READERS.values())
 
 
+def _sniffed(reader: Reader, path: Path) -> bool:
+    """Whether ``reader`` recognises ``path``; a sniffer that cannot parse what it reads does not."""
+    try:
+        return reader.sniff(path)
+    except (csv.Error, ValueError):
+        return False
+
+
 def detect_format(path: Path) -> str:
-    """The one registered format that recognises ``path``; UsageError when none or several do."""
+    """The one registered format that recognises ``path``; UsageError when none or several do.
+
+    A ``.json`` file is JSON (COCO): the CSV sniffers never see it, whatever its first line holds."""
     if not path.exists():
         raise UsageError(f"{path} does not exist; --input takes a label file or a dataset folder")
-    matches = [reader.name for reader in READERS.values() if reader.sniff(path)]
+    if not (path.is_file() or path.is_dir()):
+        raise UsageError(f"{path} is not a regular file (a FIFO, socket or device); pass a label file")
+    if path.suffix.lower() == ".json" and path.is_file():
+        return coco_json.FORMAT
+    matches = [reader.name for reader in READERS.values() if _sniffed(reader, path)]
     if len(matches) == 1:
         return matches[0]
     if matches:

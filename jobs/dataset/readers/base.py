@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import math
+import os
+import reprlib
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from jobs.dataset.annotations import Labels
 from jobs.dataset.findings import NOT_UTF8, Report, Rule
 from jobs.errors import DataError, UsageError
 
+FIRST_LINE_BYTES = 64 * 1024  # of a file read to recognise its format
+SHOWN = reprlib.Repr()  # Python 3.11 takes no keywords here
+SHOWN.maxstring = SHOWN.maxother = 80
 ReadFn = Callable[[Path, Report], Labels]
 SniffFn = Callable[[Path], bool]
 
@@ -46,10 +53,23 @@ def display_name(path: Path) -> str:
     return path.name or str(path)
 
 
+def open_regular(path: Path) -> BinaryIO:
+    """The file opened for reading; a FIFO, socket or device is refused before it can block a read."""
+    try:
+        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # opening a FIFO must not wait for a writer
+    except OSError as err:
+        raise UsageError(f"cannot read label file {path}: {err.strerror}") from err
+    if not stat.S_ISREG(os.fstat(handle).st_mode):
+        os.close(handle)
+        raise UsageError(f"{path} is not a regular file (a FIFO, socket, device or folder); pass a label file")
+    return os.fdopen(handle, "rb")
+
+
 def read_text(path: Path, report: Report, location: str | None = None) -> str:
     """UTF-8 text (a BOM from Excel is accepted); anything else is a fatal NOT_UTF8 finding."""
     try:
-        return path.read_bytes().decode("utf-8-sig")
+        with open_regular(path) as stream:
+            return stream.read().decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise fatal(report, NOT_UTF8, location or path.name,
                     f"byte {err.start} is not UTF-8 text; save the file as UTF-8") from err
@@ -57,12 +77,20 @@ def read_text(path: Path, report: Report, location: str | None = None) -> str:
         raise UsageError(f"cannot read label file {path}: {err.strerror}") from err
 
 
-def first_line(path: Path) -> str:
+def first_line(path: Path, limit: int = FIRST_LINE_BYTES) -> str:
+    """The first line, or its first ``limit`` bytes: enough to recognise a header, never the whole of a one-line
+    file."""
     try:
-        with path.open(encoding="utf-8-sig", errors="replace") as stream:
-            return stream.readline()
+        with open_regular(path) as stream:
+            lines = stream.readline(limit).decode("utf-8-sig", errors="replace").splitlines()
     except OSError as err:
         raise UsageError(f"cannot read label file {path}: {err.strerror}") from err
+    return lines[0] if lines else ""
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` cut short: a message about a hostile value (a megabyte string, deep nesting) stays a line."""
+    return SHOWN.repr(value)
 
 
 def number(value: object, key: str) -> float:

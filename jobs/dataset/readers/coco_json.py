@@ -16,22 +16,33 @@ from jobs.dataset.findings import (
     CROWD_BOX,
     EMPTY_INPUT,
     MALFORMED_FILE,
+    TOO_DEEP,
     UNKNOWN_CLASS_ID,
     Report,
 )
-from jobs.dataset.readers.base import fatal, number, positive_int, read_text, register_reader
+from jobs.dataset.readers.base import fatal, number, positive_int, read_text, register_reader, shown
+
+FORMAT = "coco-json"
 
 
 def _looks_like_coco(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() == ".json"
 
 
+def _id(value: object, key: str) -> object:
+    """An id as COCO writes it, a number or a string: lists and objects are not ids (nor hashable)."""
+    if type(value) not in (int, float, str):
+        raise ValueError(f"{key} {shown(value)} is not an id (a number or a string)")
+    return value
+
+
 def _categories(data: dict, name: str, report: Report) -> dict[object, str]:
     names: dict[object, str] = {}
     for index, category in enumerate(data["categories"]):
-        if not isinstance(category, dict) or "id" not in category or not str(category.get("name", "")).strip():
+        if (not isinstance(category, dict) or type(category.get("id")) not in (int, float, str)
+                or type(category.get("name")) not in (int, str) or not str(category["name"]).strip()):
             raise fatal(report, BAD_HEADER, f"{name}:categories[{index}]",
-                        f"every category needs an id and a name, got {category!r}")
+                        f"every category needs an id and a name (numbers or strings), got {shown(category)}")
         if category["id"] in names:
             raise fatal(report, BAD_HEADER, f"{name}:categories[{index}]",
                         f"category id {category['id']!r} is used twice")
@@ -45,9 +56,11 @@ def _images(data: dict, name: str, labels: Labels, report: Report) -> dict[objec
         location = f"{name}:images[{index}]"
         try:
             if not isinstance(image, dict) or "id" not in image:
-                raise ValueError(f"an image needs an id and a file_name, got {image!r}")
-            if image["id"] in images:
+                raise ValueError(f"an image needs an id and a file_name, got {shown(image)}")
+            if _id(image["id"], "image id") in images:
                 raise ValueError(f"image id {image['id']!r} is used twice")
+            if type(image.get("file_name")) not in (int, str, type(None)):
+                raise ValueError(f"file_name {shown(image['file_name'])} is not a string")
             filename = str(image.get("file_name") or "").strip()
             if not filename:
                 raise ValueError("file_name is empty")
@@ -56,14 +69,23 @@ def _images(data: dict, name: str, labels: Labels, report: Report) -> dict[objec
                 size = (positive_int(image["width"], "width"), positive_int(image["height"], "height"))
         except ValueError as err:
             report.add(BAD_FIELD, location, str(err))
-            labels.drop_row()
+            named = image.get("file_name") if isinstance(image, dict) else None
+            labels.drop_row(named if isinstance(named, str) else None)
             continue
         images[image["id"]] = (filename, size)
     return images
 
 
+def _location(name: str, index: int, annotation: object) -> str:
+    """``file:annotation ID`` by its id when it has a short one, else ``file:annotations[INDEX]``."""
+    key = annotation.get("id") if isinstance(annotation, dict) else None
+    if type(key) in (int, float, str) and len(str(key)) <= 64:
+        return f"{name}:annotation {key}"
+    return f"{name}:annotations[{index}]"
+
+
 @register_reader(
-    "coco-json", "COCO object detection JSON: bbox [x, y, width, height] in pixels", "a .json file",
+    FORMAT, "COCO object detection JSON: bbox [x, y, width, height] in pixels", "a .json file",
     _looks_like_coco,
 )
 def read_coco(path: Path, report: Report) -> Labels:
@@ -75,6 +97,9 @@ def read_coco(path: Path, report: Report) -> Labels:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise fatal(report, MALFORMED_FILE, f"{name}:{err.lineno}", f"not valid JSON: {err.msg}") from err
+    except RecursionError:
+        raise fatal(report, TOO_DEEP, name, "arrays or objects nest deeper than the JSON parser follows; a COCO "
+                                            "file nests four levels") from None
     missing = [key for key in ("images", "annotations", "categories")
                if not isinstance(data, dict) or not isinstance(data.get(key), list)]
     if missing:
@@ -86,23 +111,23 @@ def read_coco(path: Path, report: Report) -> Labels:
     images = _images(data, name, labels, report)
     annotated = set()
     for index, annotation in enumerate(data["annotations"]):
-        location = f"{name}:annotations[{index}]"
-        if isinstance(annotation, dict) and "id" in annotation:
-            location = f"{name}:annotation {annotation['id']}"
+        location = _location(name, index, annotation)
         try:
             if not isinstance(annotation, dict):
-                raise ValueError(f"an annotation is an object, got {annotation!r}")
-            if annotation.get("image_id") not in images:
-                raise ValueError(f"image_id {annotation.get('image_id')!r} is not in images")
+                raise ValueError(f"an annotation is an object, got {shown(annotation)}")
+            if _id(annotation.get("image_id"), "image_id") not in images:
+                raise ValueError(f"image_id {shown(annotation.get('image_id'))} is not in images")
             annotated.add(annotation["image_id"])
+            _id(annotation.get("category_id"), "category_id")
             bbox = annotation.get("bbox")
             if not isinstance(bbox, list) or len(bbox) != 4:
-                raise ValueError(f"bbox must be [x, y, width, height], got {bbox!r}")
+                raise ValueError(f"bbox must be [x, y, width, height], got {shown(bbox)}")
             x, y, width, height = (number(v, key) for v, key in zip(bbox, ("x", "y", "width", "height"),
                                                                     strict=True))
         except ValueError as err:
             report.add(BAD_FIELD, location, str(err))
-            image = images.get(annotation.get("image_id")) if isinstance(annotation, dict) else None
+            image_id = annotation.get("image_id") if isinstance(annotation, dict) else None
+            image = images.get(image_id) if type(image_id) in (int, float, str) else None
             labels.drop_row(image[0] if image else None)
             continue
         filename = images[annotation["image_id"]][0]

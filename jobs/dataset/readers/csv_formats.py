@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from jobs.dataset.annotations import Box, Labels
-from jobs.dataset.findings import BAD_FIELD, BAD_HEADER, EMPTY_INPUT, MALFORMED_FILE, Report
+from jobs.dataset.findings import BAD_FIELD, BAD_HEADER, EMPTY_INPUT, MALFORMED_FILE, UNCLOSED_QUOTE, Report
 from jobs.dataset.readers.base import fatal, first_line, number, read_text, register_reader
 
 VOTT_HEADER = ("image", "xmin", "ymin", "xmax", "ymax", "label")
@@ -37,48 +37,65 @@ def csv_text(path: Path, report: Report) -> str:
     return text
 
 
-def _csv_rows(path: Path, header: tuple[str, ...], report: Report) -> tuple[Iterator[list[str]], dict[str, int]]:
-    """The rows after the header, and the column of each header name."""
-    rows = csv.reader(io.StringIO(csv_text(path, report), newline=""))
-    columns = {name.strip(): index for index, name in enumerate(next(rows, []))}
-    missing = [name for name in header if name not in columns]
-    if missing:
-        raise fatal(report, BAD_HEADER, f"{path.name}:1",
-                    f"missing column(s) {', '.join(missing)}; expected header {','.join(header)}")
-    return rows, columns
+def csv_records(path: Path, text: str, report: Report, labels: Labels) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of each record that is one line (blank lines are skipped).
+
+    A record over several physical lines (a quoted field with line breaks: nearly always a quote left open, which
+    swallows every line after it) is reported, and each of its lines counted as a dropped row: rows in are counted
+    from the file's lines, so no quoting can hide one.
+    """
+    rows = csv.reader(io.StringIO(text, newline=""))
+    first = 1
+    try:
+        for row in rows:
+            last = rows.line_num
+            if last > first:
+                report.add(UNCLOSED_QUOTE, f"{path.name}:{first}",
+                           f"the row runs over lines {first} to {last}: a quoted field holds line breaks (a quote "
+                           f"left open?); its {last - first + 1} lines are not used")
+                labels.drop_row(rows=last - first + 1)
+            elif row:
+                yield first, row
+            first = last + 1
+    except csv.Error as err:
+        raise fatal(report, MALFORMED_FILE, f"{path.name}:{first}",
+                    f"not valid CSV in the row from line {first} to {rows.line_num}: {err}") from err
 
 
 def _read_box_rows(path: Path, report: Report, header: tuple[str, ...], file_key: str, label_key: str,
                    sized: bool) -> Labels:
-    rows, columns = _csv_rows(path, header, report)
+    labels = Labels(sources=[path])
+    records = csv_records(path, csv_text(path, report), report, labels)
+    _, names = next(records, (1, []))
+    if labels.rows_in:  # lines before the header were reported: it ran over several lines
+        raise fatal(report, BAD_HEADER, f"{path.name}:1", "the header row runs over several lines")
+    columns = {name.strip(): index for index, name in enumerate(names)}
+    missing = [name for name in header if name not in columns]
+    if missing:
+        raise fatal(report, BAD_HEADER, f"{path.name}:1",
+                    f"missing column(s) {', '.join(missing)}; expected header {','.join(header)}")
     keys = [file_key, label_key, "xmin", "ymin", "xmax", "ymax", *(("width", "height") if sized else ())]
     indices = [columns[key] for key in keys]
     pick, needed = operator.itemgetter(*indices), max(indices) + 1
-    labels = Labels(sources=[path])
     name = path.name
-    try:
-        for row in rows:
-            if not row:
-                continue  # a blank line
-            location = f"{name}:{rows.line_num}"
-            values = pick(row) if len(row) >= needed else [row[i] if i < len(row) else "" for i in indices]
-            filename, label = values[0].strip(), values[1].strip()
-            try:
-                if not filename:
-                    raise ValueError(f"{file_key} is empty")
-                if not label:
-                    raise ValueError(f"{label_key} is empty")
-                xmin, ymin, xmax, ymax = _coordinates(values, keys)
-                size = _stated_size(values[6], values[7]) if sized else None
-            except ValueError as err:
-                report.add(BAD_FIELD, location, str(err))
-                labels.drop_row(filename)
-                continue
-            image = labels.add_box(filename, Box(label, xmin, ymin, xmax, ymax, location))
-            if size is not None:
-                image.stated_size = size
-    except csv.Error as err:
-        raise fatal(report, MALFORMED_FILE, f"{path.name}:{rows.line_num}", f"not valid CSV: {err}") from err
+    for line, row in records:
+        location = f"{name}:{line}"
+        values = pick(row) if len(row) >= needed else [row[i] if i < len(row) else "" for i in indices]
+        filename, label = values[0].strip(), values[1].strip()
+        try:
+            if not filename:
+                raise ValueError(f"{file_key} is empty")
+            if not label:
+                raise ValueError(f"{label_key} is empty")
+            xmin, ymin, xmax, ymax = _coordinates(values, keys)
+            size = _stated_size(values[6], values[7]) if sized else None
+        except ValueError as err:
+            report.add(BAD_FIELD, location, str(err))
+            labels.drop_row(filename)
+            continue
+        image = labels.add_box(filename, Box(label, xmin, ymin, xmax, ymax, location))
+        if size is not None:
+            image.stated_size = size
     if labels.rows_in == 0:
         raise fatal(report, EMPTY_INPUT, f"{path.name}:2", "the file has a header but no rows")
     return labels

@@ -10,13 +10,12 @@ images folder (falling back to ``b.jpg``, see ``locate.py``), which ``--download
 from __future__ import annotations
 
 import csv
-import io
 from pathlib import Path
 
 from jobs.dataset.annotations import Box, Labels
-from jobs.dataset.findings import BAD_FIELD, EMPTY_INPUT, MALFORMED_FILE, SPLIT_CONFLICT, Report
+from jobs.dataset.findings import BAD_FIELD, EMPTY_INPUT, SPLIT_CONFLICT, Report
 from jobs.dataset.readers.base import fatal, first_line, number, register_reader
-from jobs.dataset.readers.csv_formats import csv_text
+from jobs.dataset.readers.csv_formats import csv_records, csv_text
 
 ML_USE = {"TRAIN": "train", "VALIDATION": "val", "TEST": "test", "UNASSIGNED": None}
 UNASSIGNED_FRACTIONS = (0.1, 0.1)  # (val, test), as Vertex AI splits UNASSIGNED images
@@ -63,42 +62,38 @@ def _box(values: list[str]) -> tuple[float, float, float, float]:
 )
 def read_vertex_csv(path: Path, report: Report) -> Labels:
     labels = Labels(sources=[path], split_fractions=UNASSIGNED_FRACTIONS)
-    rows = csv.reader(io.StringIO(csv_text(path, report), newline=""))
-    try:
-        for row in rows:
-            location = f"{path.name}:{rows.line_num}"
-            fields = [f.strip() for f in row]
-            if not any(fields):
-                continue
-            split = None
-            if fields[0].upper() in ML_USE:
-                split = ML_USE[fields[0].upper()]
-                fields = fields[1:]
-            try:
-                if not fields or not fields[0]:
-                    raise ValueError("GCS_PATH is empty")
-                label = fields[1] if len(fields) > 1 else ""
-                coordinates = fields[2:]
-                box = _box(coordinates) if label else None
-                if not label and any(coordinates):
-                    raise ValueError("LABEL is empty but a box is given")
-            except ValueError as err:
-                report.add(BAD_FIELD, location, str(err))
-                labels.drop_row(_filename(fields[0]) if fields else None)
-                continue
-            uri = fields[0] if fields[0].startswith("gs://") else None
-            filename = _filename(fields[0])
-            if box is None:
-                image = labels.add_negative(filename, location)
-            else:
-                image = labels.add_box(filename, Box(label, *box, location, normalized=True))
-            image.uri = uri
-            if split and image.split and split != image.split:
-                report.add(SPLIT_CONFLICT, location, f"'{fields[0]}' is {image.split} in an earlier row and "
-                                                     f"{split} here; it stays in {image.split}")
-            image.split = image.split or split
-    except csv.Error as err:
-        raise fatal(report, MALFORMED_FILE, f"{path.name}:{rows.line_num}", f"not valid CSV: {err}") from err
+    for line, row in csv_records(path, csv_text(path, report), report, labels):
+        location = f"{path.name}:{line}"
+        fields = [f.strip() for f in row]
+        if not any(fields):
+            continue
+        split = None
+        if fields[0].upper() in ML_USE:
+            split = ML_USE[fields[0].upper()]
+            fields = fields[1:]
+        try:
+            if not fields or not fields[0]:
+                raise ValueError("GCS_PATH is empty")
+            label = fields[1] if len(fields) > 1 else ""
+            coordinates = fields[2:]
+            box = _box(coordinates) if label else None
+            if not label and any(coordinates):
+                raise ValueError("LABEL is empty but a box is given")
+        except ValueError as err:
+            report.add(BAD_FIELD, location, str(err))
+            labels.drop_row(_filename(fields[0]) if fields else None)
+            continue
+        uri = fields[0] if fields[0].startswith("gs://") else None
+        filename = _filename(fields[0])
+        if box is None:
+            image = labels.add_negative(filename, location)
+        else:
+            image = labels.add_box(filename, Box(label, *box, location, normalized=True))
+        image.uri = uri
+        if split and image.split and split != image.split:
+            report.add(SPLIT_CONFLICT, location, f"'{fields[0]}' is {image.split} in an earlier row and "
+                                                 f"{split} here; it stays in {image.split}")
+        image.split = image.split or split
     if labels.rows_in == 0:
         raise fatal(report, EMPTY_INPUT, path.name, "the file has no rows")
     return labels

@@ -72,6 +72,11 @@ def _image_sets(folder: Path) -> dict[str, tuple[str, Path]]:
 
 def _read_file(xml: Path, name: str, labels: Labels, report: Report) -> str | None:
     """Add the file's boxes (or negative image); the image's file name, when the file names one."""
+    if not xml.is_file():  # reading a FIFO would block
+        report.add(MALFORMED_ANNOTATION, name, "not a regular file (a FIFO, socket, device or folder); not read")
+        labels.drop_row()
+        return None
+    labels.sources.append(xml)
     try:
         root = fromstring(xml.read_bytes())
     except ParseError as err:
@@ -121,7 +126,7 @@ def read_voc(path: Path, report: Report) -> Labels:
     folder = _xml_folder(path) if path.is_dir() else path.parent
     files = sorted(folder.glob("*.xml")) if path.is_dir() else [path]
     sets = _image_sets(folder) if path.is_dir() else {}
-    labels = Labels(sources=[*files, *sorted({source for _, source in sets.values()})],
+    labels = Labels(sources=sorted({source for _, source in sets.values()}),  # and each XML file read
                     images_dir=default_images_dir(path) if path.is_dir() else path.parent)
     for xml in files:
         filename = _read_file(xml, xml.name, labels, report)

@@ -19,10 +19,12 @@ from jobs.dataset.findings import (
     MALFORMED_ANNOTATION,
     MALFORMED_FILE,
     SPLIT_CONFLICT,
+    TOO_DEEP,
     UNKNOWN_CLASS_ID,
+    YAML_ALIAS,
     Report,
 )
-from jobs.dataset.readers.base import display_name, fatal, number, read_text, register_reader
+from jobs.dataset.readers.base import display_name, fatal, number, read_text, register_reader, shown
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 YAML_SPLITS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -46,7 +48,9 @@ def label_path(image: Path) -> Path:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """Every image name below ``folder``; whatever is not a folder, so that a FIFO or a device named like an image
+    is reported (I015) rather than skipped."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
 
 
 def _names(value: object, where: str, report: Report) -> list[str]:
@@ -55,19 +59,33 @@ def _names(value: object, where: str, report: Report) -> list[str]:
         value = [value[k] for k in range(len(value))]
     if not isinstance(value, list) or not value or not all(str(v).strip() for v in value):
         raise fatal(report, BAD_HEADER, where, f"names must be a list of class names or a dict 0: name, "
-                                               f"1: name ..., got {value!r}")
+                                               f"1: name ..., got {shown(value)}")
     return [str(v).strip() for v in value]
 
 
 def _load_yaml(path: Path, report: Report) -> dict:
     import yaml  # only here: every other command and format goes without it
 
+    class NoAliasLoader(yaml.SafeLoader):
+        """Refuses aliases (``*name``): each can repeat a whole subtree, nine nested ones a billion times."""
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise fatal(report, YAML_ALIAS, f"{path.name}:{event.start_mark.line + 1}",
+                            f"the alias *{event.anchor} is refused (aliases can expand exponentially); write the "
+                            "values out")
+            return super().compose_node(parent, index)
+
     try:
-        data = yaml.safe_load(read_text(path, report))
+        data = yaml.load(read_text(path, report), Loader=NoAliasLoader)
     except yaml.YAMLError as err:
         line = err.problem_mark.line + 1 if getattr(err, "problem_mark", None) else 1
         raise fatal(report, MALFORMED_FILE, f"{path.name}:{line}",
                     f"not valid YAML: {getattr(err, 'problem', None) or err}") from err
+    except RecursionError:
+        raise fatal(report, TOO_DEEP, path.name, "lists or mappings nest deeper than the YAML parser follows; a data "
+                                                 "YAML nests two levels") from None
     if not isinstance(data, dict) or "names" not in data:
         raise fatal(report, BAD_HEADER, path.name, "a YOLO data YAML is a mapping with names (and train, val)")
     return data
@@ -180,6 +198,10 @@ def read_yolo(path: Path, report: Report) -> Labels:
             if label.is_file():
                 labels.sources.append(label)
                 _read_label_file(label, filename, location, names, labels, report)
+            elif label.exists():
+                report.add(MALFORMED_ANNOTATION, location, "not a regular file (a FIFO, socket, device or folder); "
+                                                           "not read, its image is not used")
+                labels.drop_row(filename)
             else:
                 labels.add_negative(filename, f"{location} (no label file)")
             if filename in labels.images:
