@@ -14,6 +14,8 @@ import numbers
 
 import numpy as np
 
+from jobs.errors import DataError
+
 COCO_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "ARmax1", "ARmax10", "ARmax100", "ARs", "ARm", "ARl")
 
 
@@ -23,7 +25,7 @@ def coco_ground_truth(ground_truth: dict) -> dict:
     images = ground_truth["images"]
     bad = [image["id"] for image in images if not isinstance(image["id"], numbers.Integral)]
     if bad:
-        raise ValueError(f"COCO image ids must be integers, not {bad[:3]!r}: renumber the images")
+        raise DataError(f"COCO image ids must be integers, not {bad[:3]!r}: renumber the images")
     annotations = ground_truth["annotations"]
     ids = [a.get("id") for a in annotations]
     renumber = len(set(ids)) != len(ids) or any(not isinstance(i, numbers.Integral) or i < 1 for i in ids)

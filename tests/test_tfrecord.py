@@ -7,6 +7,7 @@ import pytest
 from jobs.dataset.annotations import Box
 from jobs.dataset.records import RecordEncoder, varint
 from jobs.dataset.tfrecord import read_records, write_record
+from jobs.errors import DataError
 
 
 def _parse(pieces):
@@ -95,7 +96,7 @@ def test_corrupt_record_is_detected(tmp_path):
     data = bytearray(path.read_bytes())
     data[14] ^= 1
     path.write_bytes(bytes(data))
-    with path.open("rb") as stream, pytest.raises(ValueError, match="corrupt TFRecord data"):
+    with path.open("rb") as stream, pytest.raises(DataError, match="corrupt TFRecord data"):
         list(read_records(stream))
 
 

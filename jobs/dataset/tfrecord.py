@@ -14,6 +14,8 @@ from typing import BinaryIO
 
 import google_crc32c
 
+from jobs.errors import DataError
+
 
 def _mask(crc: int) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
@@ -40,10 +42,16 @@ def read_records(stream: BinaryIO) -> Iterator[bytes]:
     while header := stream.read(12):
         length_bytes, (length_crc,) = header[:8], struct.unpack("<I", header[8:])
         if len(header) < 12 or _mask(google_crc32c.value(length_bytes)) != length_crc:
-            raise ValueError("corrupt TFRecord length")
+            raise DataError(f"{_name(stream)}: corrupt TFRecord length (a truncated or damaged file): prepare the "
+                            "data again")
         (length,) = struct.unpack("<Q", length_bytes)
         data = stream.read(length)
         (data_crc,) = struct.unpack("<I", stream.read(4))
         if len(data) != length or _mask(google_crc32c.value(data)) != data_crc:
-            raise ValueError("corrupt TFRecord data")
+            raise DataError(f"{_name(stream)}: corrupt TFRecord data (a truncated or damaged file): prepare the "
+                            "data again")
         yield data
+
+
+def _name(stream: BinaryIO) -> str:
+    return str(getattr(stream, "name", "TFRecord"))

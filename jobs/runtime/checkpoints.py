@@ -8,6 +8,8 @@ import tempfile
 
 import tensorflow as tf
 
+from jobs.errors import UsageError
+
 
 def resolve_init_checkpoint(uri: str, scratch_dir: str | None = None) -> str:
     """A path ``tf.train.Checkpoint.restore`` accepts; archives are copied and unpacked first."""
@@ -24,5 +26,5 @@ def resolve_init_checkpoint(uri: str, scratch_dir: str | None = None) -> str:
     indexes = sorted(tf.io.gfile.glob(os.path.join(folder, "**", "*.index")) +
                      tf.io.gfile.glob(os.path.join(folder, "*.index")))
     if not indexes:
-        raise FileNotFoundError(f"{uri} holds no checkpoint (.index file)")
+        raise UsageError(f"{uri} holds no checkpoint (.index file): give --init-checkpoint a checkpoint prefix")
     return indexes[-1].removesuffix(".index")

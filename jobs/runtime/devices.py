@@ -7,7 +7,13 @@ import os
 
 import tensorflow as tf
 
+from jobs.errors import DetectorError, UsageError
+
 DEVICES = ("auto", "cpu", "gpu", "tpu")
+
+
+class NoDevice(DetectorError):
+    """The accelerator asked for is not visible to TensorFlow on this machine."""
 
 
 def make_strategy(device: str = "auto") -> tf.distribute.Strategy:
@@ -16,7 +22,7 @@ def make_strategy(device: str = "auto") -> tf.distribute.Strategy:
     Several Vertex replicas (``TF_CONFIG`` with more than one task) train with MultiWorkerMirroredStrategy.
     """
     if device not in DEVICES:
-        raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+        raise UsageError(f"--device must be one of {', '.join(DEVICES)}, not {device!r}")
     if device == "auto":
         device = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
     if device == "tpu":
@@ -30,7 +36,8 @@ def make_strategy(device: str = "auto") -> tf.distribute.Strategy:
             return tf.distribute.MultiWorkerMirroredStrategy()
         gpus = tf.config.list_physical_devices("GPU")
         if not gpus:
-            raise RuntimeError("--device gpu, but TensorFlow sees no GPU")
+            raise NoDevice("--device gpu, but TensorFlow sees no GPU: check the driver (nvidia-smi) and that "
+                           "TensorFlow was installed with CUDA (tensorflow[and-cuda]), or use --device cpu")
         return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.OneDeviceStrategy("/gpu:0")
     return tf.distribute.OneDeviceStrategy("/cpu:0")
 

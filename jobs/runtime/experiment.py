@@ -13,6 +13,7 @@ from official.modeling import optimization
 from official.vision.configs import backbones, decoders
 from official.vision.configs import retinanet as retinanet_cfg
 
+from jobs.errors import UsageError
 from jobs.presets import Preset, get_preset
 from jobs.runtime.spec import SPEC_FILE, TrainSpec, spec_from_dataset
 
@@ -21,7 +22,7 @@ def read_dataset(data_dir: str) -> dict:
     """``dataset.json`` written by ``data prepare`` (local path or gs://)."""
     path = os.path.join(data_dir, "dataset.json")
     if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"{path} not found: run `python -m jobs data prepare` first")
+        raise UsageError(f"{path} not found: run `python -m jobs data prepare` first")
     with tf.io.gfile.GFile(path) as stream:
         return json.load(stream)
 
@@ -35,7 +36,7 @@ def make_spec(preset_name: str, data_dir: str, steps: int | None, batch_size: in
 def load_spec(model_dir: str) -> TrainSpec:
     path = os.path.join(model_dir, SPEC_FILE)
     if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"{path} not found: {model_dir} is not a model dir written by `train`")
+        raise UsageError(f"{path} not found: {model_dir} is not a model dir written by `train`")
     with tf.io.gfile.GFile(path) as stream:
         return TrainSpec.from_json(stream.read())
 

@@ -15,6 +15,7 @@ import tensorflow as tf
 from official.vision.ops import preprocess_ops
 from official.vision.serving import detection
 
+from jobs.errors import UsageError
 from jobs.runtime.experiment import build_experiment, load_spec
 
 MODEL_INFO = "model.json"
@@ -44,7 +45,7 @@ class CheckpointDetector:
         self.params = build_experiment(self.spec)
         self.checkpoint = checkpoint or tf.train.latest_checkpoint(model_dir)
         if not self.checkpoint:
-            raise FileNotFoundError(f"no checkpoint in {model_dir}: train first")
+            raise UsageError(f"no checkpoint in {model_dir}: train first")
         size = self.params.task.model.input_size[:2]
         self.module = detection.DetectionModule(self.params, batch_size=1, input_image_size=size,
                                                 input_type="image_tensor")
@@ -112,7 +113,7 @@ def read_model_info(path: str) -> dict:
     """An export folder's ``model.json``."""
     info_path = os.path.join(path, MODEL_INFO)
     if not tf.io.gfile.exists(info_path):
-        raise FileNotFoundError(f"{info_path} not found: {path} is not a folder written by `export`")
+        raise UsageError(f"{info_path} not found: {path} is not a folder written by `export`")
     with tf.io.gfile.GFile(info_path) as stream:
         return json.load(stream)
 

@@ -9,6 +9,7 @@ import pytest
 from coco_cases import synthetic_case
 from faster_coco_eval import COCO, COCOeval_faster
 
+from jobs.errors import DataError
 from jobs.metrics import COCO_KEYS, coco_ground_truth, coco_metrics
 
 TOLERANCE = 1e-4
@@ -83,7 +84,7 @@ def test_annotation_ids_from_zero_are_renumbered():
 def test_image_ids_must_be_integers():
     ground_truth, _ = synthetic_case(5, images=2)
     ground_truth["images"][0]["id"] = "a.jpg"
-    with pytest.raises(ValueError, match="integers"):
+    with pytest.raises(DataError, match="integers"):
         coco_ground_truth(ground_truth)
 
 
