@@ -41,10 +41,17 @@ def progress_bar(description: str) -> Iterator[Callable[..., None]]:
         yield update
 
 
-def table(title: str, columns: list[str], rows: list[list[object]]) -> Table:
+def table(title: str, columns: list[str], rows: list[list[object]], total: list[object] | None = None) -> Table:
+    """``total``: a row above the others, in bold and ruled off from them."""
     view = Table(title=title, title_justify="left")
     for index, name in enumerate(columns):
         view.add_column(name, justify="left" if index == 0 else "right", no_wrap=index == 0)
+    if total:
+        view.add_row(*_cells(total), style="bold", end_section=True)
     for row in rows:
-        view.add_row(*(f"{v:.3f}" if isinstance(v, float) else "-" if v is None else str(v) for v in row))
+        view.add_row(*_cells(row))
     return view
+
+
+def _cells(row: list[object]) -> list[str]:
+    return [f"{v:.3f}" if isinstance(v, float) else "-" if v is None else str(v) for v in row]

@@ -112,61 +112,68 @@ def drop_duplicates(boxes: Sequence[Box], report: Report) -> list[Box]:
     return kept.boxes
 
 
-_SEARCH_IOU = DUPLICATE_IOU - 0.01  # the search's bounds use a lower IoU, so float rounding never hides a pair
+_SEARCH_IOU = DUPLICATE_IOU - 0.01  # the grid's bounds use a lower IoU, so float rounding never hides a pair
 _REACH = (1 - _SEARCH_IOU) / _SEARCH_IOU
-_SIZE_CLASSES = 4  # per doubling of the side
+_SIZE_CLASSES = 4  # per doubling of a side
 _CELL = 1 / 8  # grid cell side along min + max, as a fraction of the narrowest side of its size class
-_GRID_SIDES = (2.0 ** -1000, 2.0 ** 1000)  # sides, and xmin + xmax under 2^30 sides: the grid's arithmetic is exact
-_GRID_COORDINATE = 2.0 ** 30
+_GRID_SIDES = (2.0 ** -1000, 2.0 ** 1000)  # the grid's arithmetic neither overflows nor loses the reach to rounding
+_GRID_MIDDLE = 2.0 ** 30  # for sides in this range and |min + max| under this many sides
 
 
 class _KeptBoxes:
     """The kept boxes by class and coordinates (exact repeats), and on a grid (near repeats).
 
-    Two boxes with IoU > t have widths within a factor t of each other and |Δxmin| + |Δxmax| < (1 - t) / t × the
-    narrower width, hence |Δ(xmin + xmax)| under that too (the same in y). So boxes are filed by class, size level
-    (the binary exponent of width and of height) and the cell of (xmin + xmax, ymin + ymax), cells sized to their
-    level; a box is compared only with the kept boxes of the at most 2 × 2 levels and the few cells within reach.
-    Kept boxes of a class overlap each other by IoU <= 0.95, so few fit in a cell: the work per box does not grow
-    with the number of boxes.
+    Two boxes with IoU > t have widths within a factor t of each other and |Δxmin| + |Δxmax| below (1 - t) / t ×
+    the narrower width, so |Δ(xmin + xmax)| and |Δwidth| too; the same in y. Boxes are filed by class, size class
+    of width and of height, and the cell of (xmin + xmax, ymin + ymax), cells sized to their size classes; a box is
+    compared with the kept boxes of the 1 or 2 size classes per side and the few cells per axis within that reach
+    only, and its IoU computed with those that are within reach. Kept boxes of a class overlap each other by
+    IoU <= 0.95, so few share a cell: the work per box does not grow with the number of boxes.
     """
 
     def __init__(self) -> None:
         self.boxes: list[Box] = []  # in the order kept
         self._exact: dict[tuple, Box] = {}
-        self._grid: dict[tuple, list[int]] = defaultdict(list)  # (label, x level, y level, x cell, y cell) -> kept
-        self._off_grid: list[int] = []  # kept boxes whose sides or coordinates are beyond the grid's range
+        # (label, x size class, y size class, x cell, y cell) -> (index, xmin + xmax, width, ymin + ymax, height)
+        self._grid: dict[tuple, list[tuple[int, float, float, float, float]]] = defaultdict(list)
+        self._off_grid: list[int] = []  # kept boxes too small, too large or too far out for the grid
 
     def same(self, box: Box) -> Box | None:
         return self._exact.get((box.label, box.xmin, box.ymin, box.xmax, box.ymax))
 
     def first_overlapping(self, box: Box) -> Box | None:
-        """The earliest kept box of the class with IoU > 0.95, the one a scan of all kept boxes finds first."""
+        """The earliest kept box of the class with IoU > 0.95: the one a scan of all kept boxes finds first."""
         width, height = box.xmax - box.xmin, box.ymax - box.ymin
         if not (0 < width < math.inf and 0 < height < math.inf):
             return None  # empty, inverted or not finite: its IoU is 0 or NaN with every box
-        x_mid, y_mid = box.xmin + box.xmax, box.ymin + box.ymax
-        if not (_on_grid(x_mid, width) and _on_grid(y_mid, height)):
+        x_middle, y_middle = box.xmin + box.xmax, box.ymin + box.ymax
+        if not (_on_grid(x_middle, width) and _on_grid(y_middle, height)):
             best = self._earliest(box, range(len(self.boxes)), len(self.boxes))
         else:
             best = self._earliest(box, self._off_grid, len(self.boxes))
-            for x_size, x_cells in _near_cells(x_mid, width):
-                for y_size, y_cells in _near_cells(y_mid, height):
-                    for cx in x_cells:
-                        for cy in y_cells:
-                            cell = self._grid.get((box.label, x_size, y_size, cx, cy))
-                            if cell:
-                                best = self._earliest(box, cell, best)
+            x_reach, y_reach = _REACH * width, _REACH * height
+            y_near = _near_cells(y_middle, height)
+            for x_size, x_cell in _near_cells(x_middle, width):
+                for y_size, y_cell in y_near:
+                    for index, x_mid, x_side, y_mid, y_side in self._grid.get((box.label, x_size, y_size, x_cell,
+                                                                              y_cell), ()):
+                        if index >= best:
+                            break
+                        if (abs(x_mid - x_middle) < x_reach and abs(x_side - width) < x_reach
+                                and abs(y_mid - y_middle) < y_reach and abs(y_side - height) < y_reach
+                                and _iou(self.boxes[index], box) > DUPLICATE_IOU):
+                            best = index
+                            break
         return self.boxes[best] if best < len(self.boxes) else None
 
     def add(self, box: Box) -> None:
         self._exact[(box.label, box.xmin, box.ymin, box.xmax, box.ymax)] = box
         width, height = box.xmax - box.xmin, box.ymax - box.ymin
-        x_mid, y_mid = box.xmin + box.xmax, box.ymin + box.ymax
-        if _on_grid(x_mid, width) and _on_grid(y_mid, height):
+        x_middle, y_middle = box.xmin + box.xmax, box.ymin + box.ymax
+        if _on_grid(x_middle, width) and _on_grid(y_middle, height):
             x_size, y_size = _size_class(width), _size_class(height)
-            key = (box.label, x_size, y_size, _cell(x_mid, x_size), _cell(y_mid, y_size))
-            self._grid[key].append(len(self.boxes))
+            key = (box.label, x_size, y_size, _cell(x_middle, x_size), _cell(y_middle, y_size))
+            self._grid[key].append((len(self.boxes), x_middle, width, y_middle, height))
         elif 0 < width < math.inf and 0 < height < math.inf:
             self._off_grid.append(len(self.boxes))
         self.boxes.append(box)
@@ -184,11 +191,11 @@ class _KeptBoxes:
 
 
 def _on_grid(middle: float, side: float) -> bool:
-    return _GRID_SIDES[0] < side < _GRID_SIDES[1] and abs(middle) < _GRID_COORDINATE * side
+    return _GRID_SIDES[0] < side < _GRID_SIDES[1] and abs(middle) < _GRID_MIDDLE * side
 
 
 def _size_class(side: float) -> int:
-    """Sides of a class are within a factor 2^(1 / _SIZE_CLASSES) of each other."""
+    """Sides of one size class are within a factor 2^(1 / _SIZE_CLASSES) of each other."""
     return math.floor(math.log2(side) * _SIZE_CLASSES)
 
 
@@ -197,18 +204,18 @@ def _cell_side(size_class: int) -> float:
 
 
 def _cell(middle: float, size_class: int) -> int:
-    """The grid cell of min + max of a box with a side of ``size_class``."""
+    """The grid cell of min + max of a box whose side is of ``size_class``."""
     return math.floor(middle / _cell_side(size_class))
 
 
-def _near_cells(middle: float, side: float) -> list[tuple[int, range]]:
-    """Where the kept boxes that can overlap a box by IoU > 0.95 are filed, on one axis (``middle`` is min + max):
-    each size class of the sides within a factor ``_SEARCH_IOU`` of ``side``, with its cells within reach."""
+def _near_cells(middle: float, side: float) -> list[tuple[int, int]]:
+    """Where the kept boxes that can overlap a box by IoU > 0.95 are filed, along one axis (``middle`` is min +
+    max): the size classes of sides within a factor ``_SEARCH_IOU`` of ``side``, and their cells within reach."""
     near = []
     for size_class in range(_size_class(side * _SEARCH_IOU), _size_class(side / _SEARCH_IOU) + 1):
-        widest = 2.0 ** ((size_class + 1) / _SIZE_CLASSES)
-        reach, cell = _REACH * min(side, widest), _cell_side(size_class)
-        near.append((size_class, range(math.floor((middle - reach) / cell), math.floor((middle + reach) / cell) + 1)))
+        reach, cell = _REACH * side, _cell_side(size_class)
+        near += [(size_class, number) for number in range(math.floor((middle - reach) / cell),
+                                                          math.floor((middle + reach) / cell) + 1)]
     return near
 
 

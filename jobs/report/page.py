@@ -14,6 +14,7 @@ from jobs.report.tables import (
     comparison_rows,
     model_label,
     threshold_note,
+    total_row,
 )
 
 # (section id, title, picture, what it shows)
@@ -34,7 +35,7 @@ table { border-collapse: collapse; margin: 8px 0 16px; }
 th, td { border: 1px solid #ccc; padding: 3px 10px; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 thead th { background: #f0f0f0; }
-tr.all td { font-weight: 600; }
+tr.total td { font-weight: 600; font-style: italic; background: #f7f7f7; border-bottom: 2px solid #999; }
 table.facts td { text-align: left; }
 img { max-width: 100%; border: 1px solid #ddd; }
 pre { background: #f6f6f6; padding: 10px; overflow-x: auto; font-size: 13px; }
@@ -69,7 +70,7 @@ def _summary(metrics: dict) -> str:
 
 
 def _classes(metrics: dict) -> str:
-    body = _table(CLASS_COLUMNS, class_rows(metrics), first_row_css="all")
+    body = _table(CLASS_COLUMNS, class_rows(metrics), total=total_row(metrics))
     return _section("classes", "Per class", body + f'<p class="note">{_text(threshold_note(metrics))}</p>')
 
 
@@ -88,14 +89,17 @@ def _section(section: str, heading: str, body: str) -> str:
     return f'<section id="{section}"><h2>{_text(heading)}</h2>{body}</section>'
 
 
-def _table(columns: list[str], rows: list[list], css: str = "", first_row_css: str = "") -> str:
+def _table(columns: list[str], rows: list[list], css: str = "", total: list | None = None) -> str:
+    """``total``: a row above the others, set apart (``tr.total``)."""
     head = "".join(f"<th>{_text(column)}</th>" for column in columns)
-    lines = []
-    for number, row in enumerate(rows):
-        row_css = f' class="{first_row_css}"' if number == 0 and first_row_css else ""
-        lines.append(f"<tr{row_css}>" + "".join(f"<td>{_cell(value)}</td>" for value in row) + "</tr>")
+    lines = [_row(total, ' class="total"')] if total else []
+    lines += [_row(row) for row in rows]
     table_css = f' class="{css}"' if css else ""
     return f"<table{table_css}><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
+
+
+def _row(values: list, attributes: str = "") -> str:
+    return f"<tr{attributes}>" + "".join(f"<td>{_cell(value)}</td>" for value in values) + "</tr>"
 
 
 def _cell(value: object) -> str:

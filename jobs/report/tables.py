@@ -6,14 +6,20 @@ CLASS_COLUMNS = ["class", "images", "instances", "P", "R", "AP50", "AP"]
 COMPARISON_COLUMNS = ["model", "AP50", "AP", "ΔAP50", "ΔAP"]
 
 
-def class_rows(metrics: dict) -> list[list]:
-    """Ultralytics' validation table: an ``all`` row, then one per class."""
+TOTAL = "(all classes)"  # the total row's label; the row is styled apart too, so no class name passes for it
+
+
+def total_row(metrics: dict) -> list:
+    """The row above the classes of Ultralytics' validation table: all classes together (``metrics["all"]``)."""
     overall = metrics["all"]
-    rows = [["all", overall["images"], overall["instances"], overall["P"], overall["R"], overall["AP50"],
-             overall["AP"]]]
-    rows += [[name, v["images"], v["instances"], v["P"], v["R"], v["AP50"], v["AP"]]
-             for name, v in metrics["per_class"].items()]
-    return rows
+    return [TOTAL, overall["images"], overall["instances"], overall["P"], overall["R"], overall["AP50"],
+            overall["AP"]]
+
+
+def class_rows(metrics: dict) -> list[list]:
+    """One row per class (``metrics["per_class"]``), under ``total_row``."""
+    return [[name, v["images"], v["instances"], v["P"], v["R"], v["AP50"], v["AP"]]
+            for name, v in metrics["per_class"].items()]
 
 
 def threshold_note(metrics: dict) -> str:
