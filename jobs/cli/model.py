@@ -127,7 +127,7 @@ def _show_metrics(result) -> None:
 
     metrics = result.metrics
     title = f"{tables.model_label(metrics)}, {metrics['split']} split"
-    console.print(table(title, tables.CLASS_COLUMNS, tables.class_rows(metrics)))
+    console.print(table(title, tables.CLASS_COLUMNS, tables.class_rows(metrics), total=tables.total_row(metrics)))
     console.print(tables.threshold_note(metrics), highlight=False)
     console.print("COCO: " + "  ".join(f"{key} {metrics['summary'][key]:.3f}" for key in COCO_KEYS),
                   highlight=False)

@@ -154,7 +154,7 @@ def test_cli_evaluates_int8_and_says_the_cost(exports, eval_dir, steps):
     for text in (f"tflite-int8, step {steps}, val split", "instances", "AP50", "against the float checkpoint",
                  f"checkpoint, step {steps}", "ΔAP50", "report.html"):
         assert text in result.stdout, text
-    assert any(line.split("│")[1].strip() == "all" for line in result.stdout.splitlines() if "│" in line)
+    assert any(line.split("│")[1].strip() == "(all classes)" for line in result.stdout.splitlines() if "│" in line)
     int8 = load_json(exports["tflite-int8"] / "eval" / "metrics.json")["summary"]["AP50"]
     float_ap50 = load_json(eval_dir / "metrics.json")["summary"]["AP50"]
     assert f"{int8 - float_ap50:+.3f}" in result.stdout, "the cost shown is not the one measured"
