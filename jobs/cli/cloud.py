@@ -112,6 +112,22 @@ def _show_launch(plan, info, image) -> None:
     console.print(f"follow: python -m jobs runs show {plan.run_id}")
 
 
+def show_metrics(metrics: dict, report: str) -> None:
+    """An evaluation's per-class table, threshold, COCO numbers and comparison with the float checkpoint."""
+    from jobs.metrics import COCO_KEYS
+    from jobs.report import tables
+
+    title = f"{tables.model_label(metrics)}, {metrics['split']} split"
+    console.print(table(title, tables.CLASS_COLUMNS, tables.class_rows(metrics), total=tables.total_row(metrics)))
+    console.print(tables.threshold_note(metrics), highlight=False)
+    console.print("COCO: " + "  ".join(f"{key} {metrics['summary'][key]:.3f}" for key in COCO_KEYS),
+                  highlight=False)
+    comparison = tables.comparison_rows(metrics)
+    if comparison:
+        console.print(table("against the float checkpoint", tables.COMPARISON_COLUMNS, comparison))
+    console.print(f"report: {report}", highlight=False)
+
+
 @images_app.command("build")
 def images_build(
     stack: StackName = None,

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from jobs.cli.app import app
-from jobs.cli.cloud import StackFile, StackName, evaluate_on_vertex, train_on_vertex
+from jobs.cli.cloud import StackFile, StackName, evaluate_on_vertex, show_metrics, train_on_vertex
 from jobs.console import console, errors, progress_bar, quiet_tensorflow, table
 from jobs.errors import DataError
 from jobs.runtime.spec import PROGRESS_PREFIX
@@ -110,7 +110,8 @@ def evaluate(
     from jobs.runtime import evaluate as evaluation
 
     if continuous:
-        evaluation.evaluate_continuously(model_dir, data, on_result=_show_metrics)
+        evaluation.evaluate_continuously(model_dir, data,
+                                         on_result=lambda r: show_metrics(r.metrics, f"{r.eval_dir}/report.html"))
         return
     with progress_bar("evaluating") as update:
         if model:
@@ -118,23 +119,7 @@ def evaluate(
         else:
             result = evaluation.evaluate_checkpoint(model_dir, data, split, progress=update,
                                                     score_threshold=score_threshold)
-    _show_metrics(result)
-
-
-def _show_metrics(result) -> None:
-    from jobs.metrics import COCO_KEYS
-    from jobs.report import tables
-
-    metrics = result.metrics
-    title = f"{tables.model_label(metrics)}, {metrics['split']} split"
-    console.print(table(title, tables.CLASS_COLUMNS, tables.class_rows(metrics), total=tables.total_row(metrics)))
-    console.print(tables.threshold_note(metrics), highlight=False)
-    console.print("COCO: " + "  ".join(f"{key} {metrics['summary'][key]:.3f}" for key in COCO_KEYS),
-                  highlight=False)
-    comparison = tables.comparison_rows(metrics)
-    if comparison:
-        console.print(table("against the float checkpoint", tables.COMPARISON_COLUMNS, comparison))
-    console.print(f"report: {result.eval_dir}/report.html", highlight=False)
+    show_metrics(result.metrics, f"{result.eval_dir}/report.html")
 
 
 @app.command()
@@ -200,6 +185,6 @@ def demo(
     from jobs.demo import run_demo
 
     result = run_demo(out, steps, images, console=console)
-    _show_metrics(result.evaluation)
+    show_metrics(result.evaluation.metrics, f"{result.evaluation.eval_dir}/report.html")
     rows = [[name, str(path)] for name, path in result.paths.items()]
     console.print(table("demo outputs", ["what", "where"], rows))
