@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from jobs.dataset.pipeline import CheckOptions
 from jobs.dataset.prepare import PrepareFailed, PrepareOptions, prepare
 from jobs.dataset.tfrecord import read_records
 
@@ -49,7 +50,7 @@ def test_bad_rows_are_reported_with_file_row_and_reason(small):
         '"img5.jpg","-1","0","30","81","dog"',  # line 17: within tolerance: clipped and kept
     ]
     labels = vott(tmp / "labels.csv", rows)
-    result = prepare(PrepareOptions(labels, images, tmp / "out"))
+    result = prepare(PrepareOptions(CheckOptions(labels, images), tmp / "out"))
     assert sorted(messages(result.report), key=lambda m: int(m.split(":")[1])) == [
         f"labels.csv:12: I001 missing-image: image 'gone.jpg' not found in {images} (1 row(s) dropped)",
         "labels.csv:13: B005 box-outside-image: box (0, 0, 500, 50) of 'cat' lies outside the 100x80 image",
@@ -68,7 +69,7 @@ def test_bad_rows_are_reported_with_file_row_and_reason(small):
 def test_clipped_box_is_written_inside_the_image(small):
     tmp, images, _ = small
     labels = vott(tmp / "labels.csv", ['"img0.jpg","-1","0","30","81","dog"', '"img1.jpg","1","1","9","9","cat"'])
-    prepare(PrepareOptions(labels, images, tmp / "out", val_fraction=0.0))
+    prepare(PrepareOptions(CheckOptions(labels, images, val_fraction=0.0), tmp / "out"))
     ground_truth = json.loads((tmp / "out" / "train_coco.json").read_text())
     boxes = {a["image_id"]: a["bbox"] for a in ground_truth["annotations"]}
     assert boxes[1] == [0.0, 0.0, 30.0, 80.0]
@@ -81,7 +82,7 @@ def test_unknown_class_against_a_label_map_is_one_fatal_error_and_writes_nothing
     label_map = tmp / "label_map.pbtxt"
     label_map.write_text("item { id: 1 name: 'cat' }\nitem { id: 2 name: 'dog' }\n")
     with pytest.raises(PrepareFailed) as failure:
-        prepare(PrepareOptions(labels, images, tmp / "out", label_map=label_map))
+        prepare(PrepareOptions(CheckOptions(labels, images, label_map=label_map), tmp / "out"))
     assert messages(failure.value.report) == [
         "labels.csv: C001 unknown-class: classes not in the label map (cat, dog): "
         "'bird' at labels.csv:12, labels.csv:13; add them to the label map or fix the labels"
@@ -95,30 +96,30 @@ def test_given_label_map_fixes_the_ids(small):
     labels = vott(tmp / "labels.csv", rows)
     label_map = tmp / "label_map.pbtxt"
     label_map.write_text("item { id: 7 name: 'dog' }\nitem { id: 3 name: 'cat' }\n")
-    result = prepare(PrepareOptions(labels, images, tmp / "out", label_map=label_map))
+    result = prepare(PrepareOptions(CheckOptions(labels, images, label_map=label_map), tmp / "out"))
     assert result.summary["classes"] == [{"id": 3, "name": "cat"}, {"id": 7, "name": "dog"}]
 
 
 def test_failed_prepare_keeps_the_previous_output(small):
     tmp, images, rows = small
     out = tmp / "out"
-    prepare(PrepareOptions(vott(tmp / "labels.csv", rows), images, out))
+    prepare(PrepareOptions(CheckOptions(vott(tmp / "labels.csv", rows), images), out))
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     bad = vott(tmp / "bad.csv", ['"gone.jpg","1","1","5","5","cat"'])
     with pytest.raises(PrepareFailed, match="no usable box remains"):
-        prepare(PrepareOptions(bad, images, out))
+        prepare(PrepareOptions(CheckOptions(bad, images), out))
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
 def test_rerun_with_unchanged_inputs_rewrites_nothing(small):
     tmp, images, rows = small
     labels = vott(tmp / "labels.csv", rows)
-    first = prepare(PrepareOptions(labels, images, tmp / "out"))
+    first = prepare(PrepareOptions(CheckOptions(labels, images), tmp / "out"))
     stamps = {p: p.stat().st_mtime_ns for p in (tmp / "out").rglob("*")}
-    again = prepare(PrepareOptions(labels, images, tmp / "out"))
+    again = prepare(PrepareOptions(CheckOptions(labels, images), tmp / "out"))
     assert again.unchanged and not first.unchanged
     assert {p: p.stat().st_mtime_ns for p in (tmp / "out").rglob("*")} == stamps
-    changed = prepare(PrepareOptions(labels, images, tmp / "out", seed=1))
+    changed = prepare(PrepareOptions(CheckOptions(labels, images, seed=1), tmp / "out"))
     assert not changed.unchanged
 
 
@@ -126,9 +127,9 @@ def test_split_is_stratified_deterministic_and_independent_of_row_order(tmp_path
     names = [f"img{i:02d}.jpg" for i in range(40)]
     images = make_images(tmp_path / "images", names)
     rows = [f'"{n}","1","1","20","20","{"rare" if i < 10 else "common"}"' for i, n in enumerate(names)]
-    out_a = prepare(PrepareOptions(vott(tmp_path / "a.csv", rows), images, tmp_path / "a", seed=3))
-    out_b = prepare(PrepareOptions(vott(tmp_path / "b.csv", rows[::-1]), images, tmp_path / "b", seed=3))
-    out_c = prepare(PrepareOptions(vott(tmp_path / "c.csv", rows), images, tmp_path / "c", seed=4))
+    out_a = prepare(PrepareOptions(CheckOptions(vott(tmp_path / "a.csv", rows), images, seed=3), tmp_path / "a"))
+    out_b = prepare(PrepareOptions(CheckOptions(vott(tmp_path / "b.csv", rows[::-1]), images, seed=3), tmp_path / "b"))
+    out_c = prepare(PrepareOptions(CheckOptions(vott(tmp_path / "c.csv", rows), images, seed=4), tmp_path / "c"))
     val = json.loads((tmp_path / "a" / "val_coco.json").read_text())["images"]
     assert out_a.summary["splits"]["val"]["per_class"] == {"common": 6, "rare": 2}
     assert [i["file_name"] for i in val] == [
@@ -140,7 +141,7 @@ def test_split_is_stratified_deterministic_and_independent_of_row_order(tmp_path
 def test_records_carry_original_bytes_and_real_format(tmp_path):
     images = make_images(tmp_path / "images", ["a.png", "b.jpg"])
     labels = vott(tmp_path / "labels.csv", ['"a.png","1","2","30","40","x"', '"b.jpg","1","2","30","40","x"'])
-    prepare(PrepareOptions(labels, images, tmp_path / "out", val_fraction=0.0))
+    prepare(PrepareOptions(CheckOptions(labels, images, val_fraction=0.0), tmp_path / "out"))
     from tensorflow.core.example import example_pb2
 
     with (tmp_path / "out" / "train-00000-of-00001.tfrecord").open("rb") as stream:

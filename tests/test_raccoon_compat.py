@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from jobs.dataset.pipeline import CheckOptions
 from jobs.dataset.prepare import PrepareOptions, prepare
 
 BOX_KEYS = ("xmin", "xmax", "ymin", "ymax")
@@ -24,7 +25,8 @@ def _examples(files) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def prepared(raccoon, tmp_path_factory):
     out = tmp_path_factory.mktemp("raccoon") / "data"
-    result = prepare(PrepareOptions(raccoon / "data" / "test_labels.csv", raccoon / "images", out, val_fraction=0.0))
+    given = CheckOptions(raccoon / "data" / "test_labels.csv", raccoon / "images", val_fraction=0.0)
+    result = prepare(PrepareOptions(given, out))
     return out, result
 
 

@@ -65,12 +65,14 @@ def data_prepare(
     follow_symlinks: FollowSymlinks = False,
 ) -> None:
     """Validate labels and images, split by image, write TFRecords, label map, COCO ground truth and charts."""
+    from jobs.dataset.pipeline import CheckOptions
     from jobs.dataset.prepare import PrepareFailed, PrepareOptions, is_gcs, prepare
 
-    options = PrepareOptions(labels, images, out if is_gcs(out) else Path(out), fmt, val_fraction, seed, label_map,
-                             num_shards, workers=workers, unlabeled_as_negatives=unlabeled_as_negatives,
-                             verify=verify, strict=strict, stats=stats, download_to=download_to,
-                             max_pixels=max_pixels, follow_symlinks=follow_symlinks)
+    given = CheckOptions(labels, images, fmt=fmt, val_fraction=val_fraction, seed=seed, label_map=label_map,
+                         unlabeled_as_negatives=unlabeled_as_negatives, verify=verify, strict=strict,
+                         workers=workers, download_to=download_to, max_pixels=max_pixels,
+                         follow_symlinks=follow_symlinks)
+    options = PrepareOptions(given, out if is_gcs(out) else Path(out), num_shards=num_shards, stats=stats)
     try:
         with progress_bar("preparing") as update:
             result = prepare(options, lambda stage, done, total: update(done, total, stage=stage))
@@ -108,14 +110,17 @@ def data_check(
     follow_symlinks: FollowSymlinks = False,
 ) -> None:
     """Run every check of `prepare` and report; writes nothing but --report."""
-    from jobs.dataset.check import CheckFailed, CheckOptions, check
+    from jobs.dataset.check import check
+    from jobs.dataset.pipeline import CheckFailed, CheckOptions
 
     if report is not None:
         from jobs.io import check_output_file
 
         check_output_file(report, REPORT_KIND, [labels, images, label_map, download_to], "--report")
-    options = CheckOptions(labels, images, fmt, val_fraction, seed, label_map, unlabeled_as_negatives, verify,
-                           strict, workers, download_to, max_pixels, follow_symlinks)
+    options = CheckOptions(labels, images, fmt=fmt, val_fraction=val_fraction, seed=seed, label_map=label_map,
+                           unlabeled_as_negatives=unlabeled_as_negatives, verify=verify, strict=strict,
+                           workers=workers, download_to=download_to, max_pixels=max_pixels,
+                           follow_symlinks=follow_symlinks)
     try:
         with progress_bar("checking") as update:
             checked = check(options, lambda stage, done, total: update(done, total, stage=stage))
@@ -147,13 +152,14 @@ def data_stats(
     follow_symlinks: FollowSymlinks = False,
 ) -> None:
     """Charts of classes, boxes per image, box sizes and a grid of samples with their boxes."""
-    from jobs.dataset.check import CheckFailed, CheckOptions, check
+    from jobs.dataset.check import check
+    from jobs.dataset.pipeline import CheckFailed, CheckOptions
     from jobs.dataset.stats import chart_data, write_stats
     from jobs.io import staged_dir
 
-    options = CheckOptions(labels, images, fmt, val_fraction, seed, label_map, unlabeled_as_negatives,
-                           workers=workers, download_to=download_to, max_pixels=max_pixels,
-                           follow_symlinks=follow_symlinks)
+    options = CheckOptions(labels, images, fmt=fmt, val_fraction=val_fraction, seed=seed, label_map=label_map,
+                           unlabeled_as_negatives=unlabeled_as_negatives, workers=workers,
+                           download_to=download_to, max_pixels=max_pixels, follow_symlinks=follow_symlinks)
     try:
         with progress_bar("checking") as update:
             checked = check(options, lambda stage, done, total: update(done, total, stage=stage))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from jobs.dataset.check import CheckedImage
+from jobs.dataset.pipeline import CheckedImage
 
 
 def ground_truth(images: Sequence[CheckedImage], classes: dict[str, int]) -> dict:

@@ -1,5 +1,5 @@
-"""The checks of one image and its boxes, run in worker processes: by ``check`` on the header, by ``prepare`` on the
-bytes it is about to write (so every image is read once)."""
+"""The checks of one image and its boxes, run in worker processes: by the ``examine`` stage (``pipeline.py``) on the
+header, by the ``write`` stage on the bytes it is about to write (so every image is read once)."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def examine(job: ImageJob, data: bytes | None = None) -> ImageResult:
 
 
 def examine_all(jobs: list[ImageJob], chunk: tuple[int, int]) -> list[tuple]:
-    """Worker for ``check``: header checks of ``jobs[start:stop]``, packed (``ImageResult.unpacked``)."""
+    """Worker of the ``examine`` stage: header checks of ``jobs[start:stop]``, packed (``ImageResult.unpacked``)."""
     start, stop = chunk
     return [examine(job).packed(job) for job in jobs[start:stop]]
 

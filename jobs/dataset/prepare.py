@@ -1,9 +1,11 @@
 """``data prepare``: labels + images -> sharded TFRecords, label map, COCO ground truth, stats, summary.
 
-Nothing is written unless the data is usable, and then everything is written at once: into a temporary folder
-that replaces the output folder (``jobs.io``: only an empty folder or an earlier dataset is ever replaced), or, for
-a ``gs://`` output, uploaded with ``dataset.json`` last (``gcs.py``). A rerun with unchanged inputs and options
-rewrites nothing, unless a file of the output is missing or damaged.
+The stages are ``pipeline.py``'s: load -> plan -> write (the shards, each image checked as it is written) ->
+finish; then the label map, the COCO ground truth and the charts follow from the checked data. Nothing is
+written unless the data is usable, and then everything is written at once: into a temporary folder that replaces
+the output folder (``jobs.io``: only an empty folder or an earlier dataset is ever replaced), or, for a ``gs://``
+output, uploaded with ``dataset.json`` last (``gcs.py``). A rerun with unchanged inputs and options rewrites
+nothing, unless a file of the output is missing or damaged.
 """
 
 from __future__ import annotations
@@ -13,17 +15,27 @@ import json
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from jobs.dataset import label_map as label_maps
-from jobs.dataset.check import Checked, CheckFailed, CheckOptions, Loaded, Plan, finish, load, plan
 from jobs.dataset.coco import ground_truth
-from jobs.dataset.findings import DEFAULT_MAX_PIXELS, Report
-from jobs.dataset.parallel import PARALLEL_FROM, Progress, gc_paused, parallel_map
-from jobs.dataset.shards import DEFAULT_SHARD_BYTES, Written, write_shards
+from jobs.dataset.findings import Report
+from jobs.dataset.parallel import Progress, gc_paused
+from jobs.dataset.pipeline import (
+    Checked,
+    CheckedImage,
+    CheckFailed,
+    CheckOptions,
+    Loaded,
+    Plan,
+    finish,
+    load,
+    plan,
+    write,
+)
+from jobs.dataset.shards import DEFAULT_SHARD_BYTES, Written
 from jobs.dataset.stats import chart_data, write_stats
 from jobs.io import OUTPUT_MARKER, TEMPORARY, OutputClaim, claim_output, remove_stale, write_json, write_marker
 
@@ -35,28 +47,17 @@ GCS_STAGE = "detector-prepare"  # local staging folders of gs:// outputs, in the
 
 @dataclass(frozen=True)
 class PrepareOptions:
-    labels: Path
-    images: Path | None
-    out: Path | str  # a folder, or gs://bucket/prefix
-    fmt: str = "auto"
-    val_fraction: float = 0.2
-    seed: int = 0
-    label_map: Path | None = None
-    num_shards: int | None = None
-    shard_bytes: int = DEFAULT_SHARD_BYTES
-    workers: int | None = None
-    unlabeled_as_negatives: bool = False
-    verify: str = "header"
-    strict: bool = False
-    stats: bool = True
-    download_to: Path | None = None
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    follow_symlinks: bool = False
+    """What to read and how to check it (validated when made), then what to write and where."""
 
-    def check_options(self) -> CheckOptions:
-        return CheckOptions(self.labels, self.images, self.fmt, self.val_fraction, self.seed, self.label_map,
-                            self.unlabeled_as_negatives, self.verify, self.strict, self.workers, self.download_to,
-                            self.max_pixels, self.follow_symlinks)
+    check: CheckOptions
+    out: Path | str  # a folder, or gs://bucket/prefix
+    num_shards: int | None = None  # per split (default: one per ``shard_bytes``)
+    shard_bytes: int = DEFAULT_SHARD_BYTES
+    stats: bool = True  # the charts in stats/
+
+    def fingerprint(self, loaded: Loaded) -> str:
+        """The inputs' fingerprint (``Loaded.fingerprint``) with the options of the output."""
+        return loaded.fingerprint([self.num_shards, self.shard_bytes, self.stats])
 
 
 @dataclass
@@ -85,31 +86,31 @@ def prepare(options: PrepareOptions, progress: Progress | None = None) -> Prepar
 
 
 def _prepare(options: PrepareOptions, progress: Progress | None) -> PrepareResult:
-    options.check_options()  # validates the numbers before anything is locked or read
-    inputs = [options.labels, options.images, options.label_map, options.download_to]
+    given = options.check
+    inputs = [given.labels, given.images, given.label_map, given.download_to]
     try:
         if is_gcs(options.out):
             return _prepare_gcs(options, progress, inputs)
         with claim_output(options.out, KIND, inputs) as claim:
             return _prepare_into(claim, options, progress)
     except CheckFailed as err:
-        raise PrepareFailed(err.report, options.strict) from None
+        raise PrepareFailed(err.report, given.strict) from None
 
 
 def _prepare_into(claim: OutputClaim, options: PrepareOptions, progress: Progress | None) -> PrepareResult:
     """A local output folder, locked by this run: rewritten unless inputs and output are as the last run left them."""
     previous = _previous(claim.out)
-    loaded = load(options.check_options(), progress)
+    loaded = load(options.check, progress)
     claim.refuse_inputs([loaded.images_dir])
-    fingerprint = loaded.fingerprint([options.num_shards, options.shard_bytes, options.stats])
+    fingerprint = options.fingerprint(loaded)
     damage: list[str] = []
     if previous and previous[0].get("input_fingerprint") == fingerprint:
-        damage = damaged_files(claim.out, previous[0], full=options.verify == "full")
+        damage = damaged_files(claim.out, previous[0], full=options.check.verify == "full")
         if not damage:
             return PrepareResult(claim.out, previous[0], previous[1], unchanged=True, removed=claim.removed)
     planned = plan(loaded)
     with claim.staged() as stage:
-        summary, checked = _write(stage, loaded, planned, options, fingerprint, progress)
+        summary, checked = _write_dataset(stage, loaded, planned, options, fingerprint, progress)
     return PrepareResult(claim.out, summary, checked.report, removed=claim.removed, repaired=damage)
 
 
@@ -120,14 +121,14 @@ def _prepare_gcs(options: PrepareOptions, progress: Progress | None, inputs: lis
     check_prefix(str(options.out), KIND)
     removed = remove_stale(Path(tempfile.gettempdir()), GCS_STAGE)
     previous = _previous(options.out)
-    loaded = load(options.check_options(), progress)
-    fingerprint = loaded.fingerprint([options.num_shards, options.shard_bytes, options.stats])
+    loaded = load(options.check, progress)
+    fingerprint = options.fingerprint(loaded)
     if previous and previous[0].get("input_fingerprint") == fingerprint:
         return PrepareResult(options.out, previous[0], previous[1], unchanged=True, removed=removed)
     planned = plan(loaded)
     with tempfile.TemporaryDirectory(prefix=f"{GCS_STAGE}{TEMPORARY}{os.getpid()}-") as stage:
         write_marker(Path(stage), KIND)
-        summary, checked = _write(Path(stage), loaded, planned, options, fingerprint, progress)
+        summary, checked = _write_dataset(Path(stage), loaded, planned, options, fingerprint, progress)
         upload_dataset(Path(stage), str(options.out), SUMMARY, progress)
     return PrepareResult(options.out, summary, checked.report, removed=removed)
 
@@ -154,21 +155,18 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
-def _write(stage: Path, loaded: Loaded, planned: Plan, options: PrepareOptions, fingerprint: str,
-           progress: Progress | None) -> tuple[dict, Checked]:
+def _write_dataset(stage: Path, loaded: Loaded, planned: Plan, options: PrepareOptions, fingerprint: str,
+                   progress: Progress | None) -> tuple[dict, Checked]:
     """Shards (examining each image as it is written), then, if the data is usable, everything else."""
-    written = write_shards(stage, planned.splits, planned.classes, options.num_shards, options.shard_bytes,
-                           options.workers, progress)
+    written = write(stage, planned, options.num_shards, options.shard_bytes, options.check.workers, progress)
     checked = finish(loaded, planned, written.results)
-    # the files that follow from the checked data, written by two processes (0.15 s saved at 20,000 images)
-    tasks = [_write_ground_truth, _write_stats] if options.stats else [_write_ground_truth]
-    images = sum(len(items) for items in checked.splits.values())
-    stats = [name for names in parallel_map(_run, (stage, checked, written.shards), tasks, options.workers, None,
-                                            "summarize", parallel=images >= PARALLEL_FROM) for name in names]
+    _write_ground_truth(stage, checked.classes,
+                        {split: checked.splits[split] for split in _present(checked, written.shards)})
+    stats = _write_stats(stage, checked) if options.stats else []
     summary = _summary(options, checked, fingerprint, written, stats)
     write_json(stage / REPORT, {"rows": summary["rows"], "counts": summary["findings"],
                                 "findings": checked.report.to_json()})
-    summary["files"] = _manifest(stage, hashes=options.verify == "full")
+    summary["files"] = _manifest(stage, hashes=options.check.verify == "full")
     write_json(stage / SUMMARY, summary)
     return summary, checked
 
@@ -183,20 +181,14 @@ def _manifest(stage: Path, hashes: bool) -> dict[str, dict]:
     return files
 
 
-def _run(shared: tuple[Path, Checked, dict[str, list[dict]]], task: Callable[..., list[str]]) -> list[str]:
-    return task(*shared)
-
-
-def _write_ground_truth(stage: Path, checked: Checked, written: dict[str, list[dict]]) -> list[str]:
-    """The label map and the COCO ground truth of each split (no stats files)."""
-    classes = checked.classes
+def _write_ground_truth(stage: Path, classes: dict[str, int], splits: dict[str, list[CheckedImage]]) -> None:
+    """The label map and the COCO ground truth of each split."""
     (stage / "label_map.pbtxt").write_text(label_maps.dumps(classes), encoding="utf-8")
-    for split in _present(checked, written):
-        write_json(stage / f"{split}_coco.json", ground_truth(checked.splits[split], classes), indent=None)
-    return []
+    for split, images in splits.items():
+        write_json(stage / f"{split}_coco.json", ground_truth(images, classes), indent=None)
 
 
-def _write_stats(stage: Path, checked: Checked, written: dict[str, list[dict]]) -> list[str]:
+def _write_stats(stage: Path, checked: Checked) -> list[str]:
     """The charts and the sample grid; their paths in the output."""
     return [f"stats/{name}" for name in write_stats(stage / "stats", chart_data(checked))]
 
@@ -244,11 +236,11 @@ def _summary(options: PrepareOptions, checked: Checked, fingerprint: str, writte
     all_images = [image for images in checked.splits.values() for image in images]
     return {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "labels": str(options.labels),
+        "labels": str(options.check.labels),
         "images_dir": str(checked.images_dir),
         "format": checked.fmt,
-        "seed": options.seed,
-        "val_fraction": options.val_fraction,
+        "seed": options.check.seed,
+        "val_fraction": options.check.val_fraction,
         "classes": [{"id": class_id, "name": name}
                     for name, class_id in sorted(classes.items(), key=lambda item: item[1])],
         "splits": splits,

@@ -1,5 +1,6 @@
-"""TFRecord shards of ``tf.train.Example``: sized by bytes, each written by a worker process that reads every image
-once, examines it (``examine.py``) and writes it if it is usable, its bytes passed through unchanged."""
+"""TFRecord shards of ``tf.train.Example`` (the ``write`` stage of ``pipeline.py``): sized by bytes, each written by a
+worker process that reads every image once, examines it (``examine.py``) and writes it if it is usable, its bytes
+passed through unchanged."""
 
 from __future__ import annotations
 

@@ -14,14 +14,13 @@ from typing import NamedTuple
 
 from jobs.dataset.annotations import Box
 from jobs.dataset.charts import Chart, bin_counts
-from jobs.dataset.check import Checked, CheckedImage
 from jobs.dataset.images import pillow_unlimited
+from jobs.dataset.pipeline import Checked, CheckedImage
+from jobs.report import drawing
 
 SAMPLES = 16
 BOXES_COLOUR, IMAGES_COLOUR = "#4363d8", "#f58231"
 TILE = 200
-COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c", "#008080",
-           "#9a6324", "#800000", "#808000", "#000075", "#fabebe", "#ffe119", "#aaffc3")
 
 
 class Sample(NamedTuple):
@@ -122,13 +121,13 @@ def _pick(images: list[CheckedImage]) -> list[CheckedImage]:
 
 
 def _samples(stream, data: ChartData) -> None:
-    from PIL import Image, ImageDraw
+    from PIL import Image
 
     picked = data.samples
     columns = max(1, math.ceil(math.sqrt(len(picked))))
     rows = max(1, math.ceil(len(picked) / columns))
     grid = Image.new("RGB", (columns * TILE, rows * TILE), (32, 32, 32))
-    colour = {name: COLOURS[index % len(COLOURS)] for index, name in enumerate(data.classes)}
+    class_ids = {name: index + 1 for index, name in enumerate(data.classes)}  # label-map ids: the class colours
     for index, item in enumerate(picked):
         with pillow_unlimited(), Image.open(item.path) as source:  # within --max-pixels, checked
             source.draft("RGB", (TILE, TILE))
@@ -136,12 +135,7 @@ def _samples(stream, data: ChartData) -> None:
             tile = source.convert("RGB")
         scale = min(TILE / item.width, TILE / item.height)
         tile = tile.resize((max(1, round(item.width * scale)), max(1, round(item.height * scale))))
-        draw = ImageDraw.Draw(tile)
-        for box in item.boxes:
-            shape = [box.xmin * scale, box.ymin * scale, box.xmax * scale, box.ymax * scale]
-            draw.rectangle(shape, outline=colour[box.label], width=2)
-            corner = (shape[0] + 2, shape[1] + 1)
-            draw.rectangle(draw.textbbox(corner, box.label), fill=colour[box.label])
-            draw.text(corner, box.label, fill="white")
-        grid.paste(tile, ((index % columns) * TILE, (index // columns) * TILE))
+        boxes = [drawing.Detection(item.path, box.label, class_ids[box.label], None, box.xmin * scale,
+                                   box.ymin * scale, box.xmax * scale, box.ymax * scale) for box in item.boxes]
+        grid.paste(drawing.draw(tile, boxes), ((index % columns) * TILE, (index // columns) * TILE))
     grid.save(stream, format="PNG", compress_level=1)

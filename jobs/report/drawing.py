@@ -1,4 +1,5 @@
-"""Boxes drawn on images: predictions in their class colour with the score, ground truth in green."""
+"""Labelled boxes drawn on images, for every picture that shows boxes: predictions in their class colour with the
+score, ground truth in green (evaluation), a dataset's boxes in their class colour (``data stats`` samples)."""
 
 from __future__ import annotations
 

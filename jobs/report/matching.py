@@ -47,7 +47,8 @@ class Analysis:
     images: tuple[ImageErrors, ...]  # most errors first
 
     def annotate(self, metrics: dict) -> dict:
-        """``metrics`` with P, R, images and instances per class, the ``all`` row and the threshold."""
+        """``metrics`` with P, R, images and instances per class, their totals (``all``, beside ``per_class``,
+        so a class may be called 'all') and the threshold."""
         per_class = {name: {**metrics["per_class"].get(name, {}), **self.per_class[name]} for name in self.names}
         summary = metrics["summary"]
         return {**metrics, "per_class": per_class,

@@ -7,6 +7,7 @@ import pytest
 from gcs_emulator import BUCKET, emulated_storage
 from image_kinds import image_bytes
 
+from jobs.dataset.pipeline import CheckOptions
 from jobs.dataset.prepare import PrepareOptions, prepare
 from jobs.errors import UsageError
 
@@ -30,7 +31,7 @@ def vertex(monkeypatch, tmp_path):
 def test_images_are_downloaded_once_checked_and_written(vertex, tmp_path):
     proxy, labels = vertex
     cache = tmp_path / "cache"
-    result = prepare(PrepareOptions(labels, None, tmp_path / "out", download_to=cache, stats=False))
+    result = prepare(PrepareOptions(CheckOptions(labels, None, download_to=cache), tmp_path / "out", stats=False))
     assert proxy.downloads == dict.fromkeys(OBJECTS, 1)
     assert {name: (cache / name).read_bytes() for name in OBJECTS} == {
         name: image_bytes(kind) for name, kind in OBJECTS.items()}
@@ -41,18 +42,19 @@ def test_images_are_downloaded_once_checked_and_written(vertex, tmp_path):
     assert result.summary["rows"] == {"in": 4, "written": 3, "reported": 1}
     assert {s: v["images"] for s, v in result.summary["splits"].items()} == {"train": 2, "val": 1}
 
-    prepare(PrepareOptions(labels, None, tmp_path / "again", download_to=cache, stats=False))
+    prepare(PrepareOptions(CheckOptions(labels, None, download_to=cache), tmp_path / "again", stats=False))
     assert proxy.downloads == dict.fromkeys(OBJECTS, 1), "what the folder holds is not downloaded again"
     (cache / "photos/b.jpg").write_bytes(b"half")
-    prepare(PrepareOptions(labels, None, tmp_path / "third", download_to=cache, stats=False))
+    prepare(PrepareOptions(CheckOptions(labels, None, download_to=cache), tmp_path / "third", stats=False))
     assert proxy.downloads["photos/b.jpg"] == 2 and (cache / "photos/b.jpg").read_bytes() == image_bytes("jpeg")
 
 
 def test_download_to_is_for_gs_images_only(vertex, tmp_path):
     _, labels = vertex
     with pytest.raises(UsageError, match="--images and --download-to exclude each other"):
-        prepare(PrepareOptions(labels, tmp_path, tmp_path / "out", download_to=tmp_path / "cache"))
+        prepare(PrepareOptions(CheckOptions(labels, tmp_path, download_to=tmp_path / "cache"), tmp_path / "out"))
     local = tmp_path / "local.csv"
     local.write_text("TRAIN,photos/a.jpg,cat,0.1,0.1,,,0.6,0.6,,\n")
     with pytest.raises(UsageError, match="--download-to is for labels that name gs:// images"):
-        prepare(PrepareOptions(local, None, tmp_path / "out", fmt="vertex-csv", download_to=tmp_path / "cache"))
+        prepare(PrepareOptions(CheckOptions(local, None, fmt="vertex-csv", download_to=tmp_path / "cache"),
+                               tmp_path / "out"))

@@ -10,6 +10,7 @@ import pytest
 from gcs_emulator import BUCKET, emulated_storage
 
 from jobs.dataset import gcs
+from jobs.dataset.pipeline import CheckOptions
 from jobs.dataset.prepare import PrepareOptions, prepare
 from jobs.io import OUTPUT_MARKER, OutputRefused
 
@@ -31,11 +32,12 @@ def _local_files(folder: Path) -> dict[str, bytes]:
 def test_upload_retries_a_dropped_connection_and_a_corrupted_body(synthetic, storage, tmp_path):
     proxy, client = storage
     proxy.faults = {"data/label_map.pbtxt": ["drop"], "data/train_coco.json": ["corrupt"]}
-    options = PrepareOptions(synthetic.labels_csv, synthetic.images_dir, f"gs://{BUCKET}/data", stats=False)
+    given = CheckOptions(synthetic.labels_csv, synthetic.images_dir)
+    options = PrepareOptions(given, f"gs://{BUCKET}/data", stats=False)
     result = prepare(options)
     assert proxy.uploads["data/label_map.pbtxt"] == 2 and proxy.uploads["data/train_coco.json"] == 2
     assert proxy.uploads["data/dataset.json"] == 1
-    local = prepare(PrepareOptions(synthetic.labels_csv, synthetic.images_dir, tmp_path / "local", stats=False))
+    local = prepare(PrepareOptions(given, tmp_path / "local", stats=False))
     stored = _objects(client, "data")
     expected = _local_files(tmp_path / "local")
     assert stored.keys() == expected.keys()
@@ -50,28 +52,30 @@ def test_upload_retries_a_dropped_connection_and_a_corrupted_body(synthetic, sto
 def test_a_failed_upload_leaves_nothing_that_reads_as_a_dataset(synthetic, storage):
     proxy, client = storage
     proxy.faults = {"data/train_coco.json": ["drop"] * gcs.ATTEMPTS}
+    given = CheckOptions(synthetic.labels_csv, synthetic.images_dir)
+    options = PrepareOptions(given, f"gs://{BUCKET}/data", stats=False)
     with pytest.raises(gcs.UploadFailed, match=r"data/train_coco.json: .*\(5 attempts\).*dataset.json was not"):
-        prepare(PrepareOptions(synthetic.labels_csv, synthetic.images_dir, f"gs://{BUCKET}/data", stats=False))
+        prepare(options)
     assert _objects(client, "data").keys() == {OUTPUT_MARKER}  # nothing reads as a dataset; a rerun may write
     proxy.faults = {}
-    assert prepare(PrepareOptions(synthetic.labels_csv, synthetic.images_dir, f"gs://{BUCKET}/data",
-                                  stats=False)).summary["content_hash"]
+    assert prepare(options).summary["content_hash"]
 
 
 def test_a_prefix_holding_other_objects_is_refused(synthetic, storage):
     _, client = storage
     client.bucket(BUCKET).blob("thesis/chapter1.txt").upload_from_string(b"mine")
     with pytest.raises(OutputRefused, match="holds objects that this tool did not write"):
-        prepare(PrepareOptions(synthetic.labels_csv, synthetic.images_dir, f"gs://{BUCKET}/thesis", stats=False))
+        prepare(PrepareOptions(CheckOptions(synthetic.labels_csv, synthetic.images_dir), f"gs://{BUCKET}/thesis",
+                               stats=False))
     assert _objects(client, "thesis") == {"chapter1.txt": b"mine"}
 
 
 def test_a_new_upload_replaces_the_old_dataset_and_its_stale_shards(synthetic, storage):
     _, client = storage
     out = f"gs://{BUCKET}/data"
-    prepare(PrepareOptions(synthetic.labels_csv, synthetic.images_dir, out, num_shards=3, stats=False))
+    prepare(PrepareOptions(CheckOptions(synthetic.labels_csv, synthetic.images_dir), out, num_shards=3, stats=False))
     assert sum(1 for name in _objects(client, "data") if name.startswith("train-")) == 3
-    prepare(PrepareOptions(synthetic.labels_csv, synthetic.images_dir, out, num_shards=2, stats=False))
+    prepare(PrepareOptions(CheckOptions(synthetic.labels_csv, synthetic.images_dir), out, num_shards=2, stats=False))
     stored = _objects(client, "data")
     assert sorted(n for n in stored if n.endswith(".tfrecord")) == [
         "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord", "val-00000-of-00002.tfrecord",

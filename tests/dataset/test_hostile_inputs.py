@@ -10,15 +10,17 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from image_kinds import image_bytes, make_image
 from PIL import Image
 
-from jobs.dataset.check import CheckFailed, CheckOptions, check
+from jobs.dataset.check import check
 from jobs.dataset.findings import DEFAULT_MAX_PIXELS, Report
 from jobs.dataset.images import ImageProblem, _inspect_with_pillow, inspect
+from jobs.dataset.pipeline import CheckFailed, CheckOptions
 from jobs.dataset.prepare import PrepareOptions, prepare
 from jobs.dataset.readers import detect_format, read_labels
 from jobs.errors import DataError, UsageError
@@ -93,11 +95,13 @@ def test_the_default_limit_is_pillows_and_other_formats_are_checked_before_any_d
 def test_max_pixels_and_follow_symlinks_are_part_of_the_input_fingerprint(tmp_path):
     _images(tmp_path / "images")
     (tmp_path / "labels.csv").write_text(VOTT + GOOD)
-    options = PrepareOptions(tmp_path / "labels.csv", tmp_path / "images", tmp_path / "out", stats=False)
+    given = CheckOptions(tmp_path / "labels.csv", tmp_path / "images")
+    options = PrepareOptions(given, tmp_path / "out", stats=False)
     assert not prepare(options).unchanged
     assert prepare(options).unchanged
-    assert not prepare(PrepareOptions(**vars(options) | {"max_pixels": 10**6})).unchanged
-    assert not prepare(PrepareOptions(**vars(options) | {"max_pixels": 10**6, "follow_symlinks": True})).unchanged
+    fewer = replace(given, max_pixels=10**6)
+    assert not prepare(replace(options, check=fewer)).unchanged
+    assert not prepare(replace(options, check=replace(fewer, follow_symlinks=True))).unchanged
 
 
 def test_links_inside_the_images_folder_are_used_and_links_out_of_it_only_when_followed(tmp_path):

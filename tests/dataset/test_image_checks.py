@@ -9,8 +9,9 @@ import pytest
 from image_kinds import image_bytes, make_image
 from PIL import Image
 
-from jobs.dataset.check import CheckOptions, check
+from jobs.dataset.check import check
 from jobs.dataset.images import ImageProblem, _inspect_with_pillow, inspect
+from jobs.dataset.pipeline import CheckOptions
 
 KINDS = ("jpeg", "png", "truncated", "corrupt", "text", "gif", "tiff", "bmp", "webp", "rgba", "gray", "cmyk",
          "png16", "exif6")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from image_kinds import make_image
 
+from jobs.dataset.pipeline import CheckOptions
 from jobs.dataset.prepare import PrepareOptions, prepare
 from jobs.dataset.synthetic import make_dataset
 from jobs.dataset.tfrecord import read_records
@@ -43,7 +44,7 @@ def test_vertex_splits_honour_ml_use_and_split_unassigned_80_10_10(tmp_path):
         rows.append(f"{use},gs://bucket/{name},cat,0.1,0.1,,,0.6,0.6,,")
     labels = tmp_path / "vertex.csv"
     labels.write_text("\n".join(rows) + "\n")
-    summary = prepare(PrepareOptions(labels, images, tmp_path / "out", stats=False)).summary
+    summary = prepare(PrepareOptions(CheckOptions(labels, images), tmp_path / "out", stats=False)).summary
     assert {split: s["images"] for split, s in summary["splits"].items()} == {"train": 49, "val": 7, "test": 7}
     truth = {split: {i["file_name"] for i in json.loads((tmp_path / "out" / f"{split}_coco.json").read_text())[
         "images"]} for split in ("train", "val", "test")}
@@ -61,7 +62,7 @@ def test_coco_crowd_regions_are_kept_as_crowds_in_records_and_ground_truth(tmp_p
                                         "category_id": 1, "bbox": bbox, "iscrowd": int(crowd)})
     labels = tmp_path / "instances.json"
     labels.write_text(json.dumps(data))
-    result = prepare(PrepareOptions(labels, images, tmp_path / "out", val_fraction=0.0, stats=False))
+    result = prepare(PrepareOptions(CheckOptions(labels, images, val_fraction=0.0), tmp_path / "out", stats=False))
     assert result.summary["findings"] == {"B010": 1} and result.summary["rows"]["written"] == 20
     crowd = _examples(tmp_path / "out")["c0.jpg"]
     assert list(crowd["image/object/is_crowd"].int64_list.value) == [0, 1]
@@ -76,13 +77,13 @@ def test_unlabeled_images_become_negatives_but_not_images_whose_rows_were_droppe
         make_image(images / name, "png" if name.endswith("png") else "jpeg")
     labels = _vott(tmp_path / "labels.csv", ['"a.jpg","8","8","40","40","cat"', '"b.jpg","8","8","40","40","cat"',
                                              '"bad-row.jpg","x","8","40","40","cat"'])
-    result = prepare(PrepareOptions(labels, images, tmp_path / "out", val_fraction=0.0, stats=False,
-                                    unlabeled_as_negatives=True))
+    given = CheckOptions(labels, images, val_fraction=0.0, unlabeled_as_negatives=True)
+    result = prepare(PrepareOptions(given, tmp_path / "out", stats=False))
     assert result.summary["rows"] == {"in": 5, "written": 4, "reported": 1}
     assert result.summary["splits"]["train"]["negatives"] == 2
     assert sorted(_examples(tmp_path / "out")) == ["a.jpg", "b.jpg", "c.jpg", "sub/d.png"]
     assert not [f for f in result.report.findings if f.code == "I013"]
-    without = prepare(PrepareOptions(labels, images, tmp_path / "out2", val_fraction=0.0, stats=False))
+    without = prepare(PrepareOptions(CheckOptions(labels, images, val_fraction=0.0), tmp_path / "out2", stats=False))
     assert [f.message for f in without.report.findings if f.code == "I013"] == [
         "2 image(s) are named by no label and not used: c.jpg, sub/d.png; pass --unlabeled-as-negatives to keep "
         "them as negatives (images without objects)"]
@@ -94,7 +95,7 @@ def test_other_formats_are_converted_to_png_and_names_use_the_case_on_disk(tmp_p
     make_image(images / "Photo.JPG", "jpeg")
     labels = _vott(tmp_path / "labels.csv", ['"anim.gif","8","8","40","40","cat"', '"photo.jpg","8","8","40","40",'
                                                                                    '"cat"'])
-    result = prepare(PrepareOptions(labels, images, tmp_path / "out", val_fraction=0.0, stats=False))
+    result = prepare(PrepareOptions(CheckOptions(labels, images, val_fraction=0.0), tmp_path / "out", stats=False))
     assert {f.code for f in result.report.findings} >= {"I007", "I012"}
     examples = _examples(tmp_path / "out")
     assert sorted(examples) == ["Photo.JPG", "anim.gif"]
@@ -106,11 +107,11 @@ def test_other_formats_are_converted_to_png_and_names_use_the_case_on_disk(tmp_p
 
 def test_shards_by_count_or_by_bytes(tmp_path):
     data = make_dataset(tmp_path / "data", count=30, seed=2, size=64)
-    by_count = prepare(PrepareOptions(data.labels_csv, data.images_dir, tmp_path / "a", num_shards=3, stats=False))
+    given = CheckOptions(data.labels_csv, data.images_dir)
+    by_count = prepare(PrepareOptions(given, tmp_path / "a", num_shards=3, stats=False))
     assert [s["file"] for s in by_count.summary["splits"]["train"]["shards"]] == [
         "train-00000-of-00003.tfrecord", "train-00001-of-00003.tfrecord", "train-00002-of-00003.tfrecord"]
-    by_bytes = prepare(PrepareOptions(data.labels_csv, data.images_dir, tmp_path / "b", shard_bytes=8_000,
-                                      stats=False))
+    by_bytes = prepare(PrepareOptions(given, tmp_path / "b", shard_bytes=8_000, stats=False))
     shards = by_bytes.summary["splits"]["train"]["shards"]
     assert len(shards) >= 4 and sum(s["records"] for s in shards) == by_bytes.summary["splits"]["train"]["images"]
     assert by_bytes.summary["content_hash"] == by_count.summary["content_hash"], "the hash ignores the sharding"
@@ -118,8 +119,10 @@ def test_shards_by_count_or_by_bytes(tmp_path):
 
 def test_parallel_workers_write_exactly_what_one_process_writes(tmp_path):
     data = make_dataset(tmp_path / "data", count=80, seed=3, size=64)
-    one = prepare(PrepareOptions(data.labels_csv, data.images_dir, tmp_path / "one", workers=1, stats=False))
-    two = prepare(PrepareOptions(data.labels_csv, data.images_dir, tmp_path / "two", workers=2, stats=False))
+    one = prepare(PrepareOptions(CheckOptions(data.labels_csv, data.images_dir, workers=1), tmp_path / "one",
+                                 stats=False))
+    two = prepare(PrepareOptions(CheckOptions(data.labels_csv, data.images_dir, workers=2), tmp_path / "two",
+                                 stats=False))
     assert one.summary["content_hash"] == two.summary["content_hash"]
     for shard in (tmp_path / "one").glob("*.tfrecord"):
         assert shard.read_bytes() == (tmp_path / "two" / shard.name).read_bytes()
@@ -135,7 +138,7 @@ def test_a_voc_folder_rerun_is_unchanged_until_an_annotation_changes(tmp_path):
         (annotations / f"{name}.xml").write_text(
             f"<annotation><filename>{name}.jpg</filename><object><name>cat</name><bndbox><xmin>8</xmin>"
             "<ymin>8</ymin><xmax>40</xmax><ymax>40</ymax></bndbox></object></annotation>")
-    options = PrepareOptions(annotations, None, tmp_path / "out", stats=False)
+    options = PrepareOptions(CheckOptions(annotations, None), tmp_path / "out", stats=False)
     first = prepare(options)
     assert first.summary["format"] == "voc-xml" and not first.unchanged
     assert prepare(options).unchanged
@@ -156,7 +159,7 @@ def test_a_voc_devkit_keeps_the_splits_of_its_image_sets(tmp_path):
     sets = {"train": range(0, 12), "val": range(12, 16), "test": range(16, 18)}  # 18, 19: in no set
     for split, ids in sets.items():
         (devkit / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{i:06d}\n" for i in ids))
-    options = PrepareOptions(devkit, None, tmp_path / "out", val_fraction=0.5, stats=False)
+    options = PrepareOptions(CheckOptions(devkit, None, val_fraction=0.5), tmp_path / "out", stats=False)
     summary = prepare(options).summary
     truth = {split: {i["file_name"] for i in json.loads((tmp_path / "out" / f"{split}_coco.json").read_text())[
         "images"]} for split in ("train", "val", "test")}
@@ -170,7 +173,7 @@ def test_a_voc_devkit_keeps_the_splits_of_its_image_sets(tmp_path):
 
 def test_charts_are_written_beside_the_records(tmp_path):
     data = make_dataset(tmp_path / "data", count=12, seed=4, size=64)
-    result = prepare(PrepareOptions(data.labels_csv, data.images_dir, tmp_path / "out"))
+    result = prepare(PrepareOptions(CheckOptions(data.labels_csv, data.images_dir), tmp_path / "out"))
     assert result.summary["stats"] == ["stats/classes.png", "stats/boxes_per_image.png", "stats/box_sizes.png",
                                        "stats/samples.png"]
     for name in result.summary["stats"]:

@@ -18,6 +18,7 @@ from format_writers import (
     write_yolo,
 )
 
+from jobs.dataset.pipeline import CheckOptions
 from jobs.dataset.prepare import PrepareOptions, prepare
 
 FORMATS = ("vott-csv", "datitran-csv", "vertex-csv", "voc-xml", "coco-json", "yolo")
@@ -93,8 +94,8 @@ def _decoded(out: Path) -> dict[str, dict]:
 def test_round_trip(fmt, sample, tmp_path):
     labels, images, negatives = _write(fmt, tmp_path, sample)
     out = tmp_path / "out"
-    result = prepare(PrepareOptions(labels, images, out, val_fraction=0.0, unlabeled_as_negatives=negatives,
-                                    stats=False))
+    given = CheckOptions(labels, images, val_fraction=0.0, unlabeled_as_negatives=negatives)
+    result = prepare(PrepareOptions(given, out, stats=False))
     summary = result.summary
     assert summary["format"] == fmt
     assert summary["rows"]["reported"] == 0 and summary["rows"]["in"] == summary["rows"]["written"]
