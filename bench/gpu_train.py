@@ -41,6 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     import tensorflow as tf
 
+    from jobs.dataset.pipeline import CheckOptions
     from jobs.dataset.prepare import PrepareOptions, prepare
     from jobs.dataset.synthetic import make_dataset
     from jobs.runtime.experiment import make_spec
@@ -49,7 +50,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         synthetic = make_dataset(root / "synthetic", count=args.images, size=640)
-        prepare(PrepareOptions(synthetic.labels_csv, synthetic.images_dir, root / "data"))
+        prepare(PrepareOptions(CheckOptions(synthetic.labels_csv, synthetic.images_dir), root / "data"))
         spec = make_spec(args.preset, str(root / "data"), args.steps, args.batch_size, None)
         pipeline = input_images_per_second(spec, 50)
         mine = ours(spec, str(root / "ours"), args.device) * args.batch_size

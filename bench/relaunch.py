@@ -30,8 +30,10 @@ from jobs.launch.backends import VertexBackend
 from jobs.launch.builders import CloudBuilder
 from jobs.launch.launcher import TrainOptions
 from jobs.launch.registry import Registry
-from jobs.launch.runs import RunStore
+from jobs.launch.runs import BucketRunStore
 from jobs.launch.session import CloudSession
+from jobs.launch.vertex import VertexLauncher
+from jobs.runtime.spec import TrainArgs
 from jobs.stack import load_stack_outputs
 from pathlib import Path
 
@@ -40,10 +42,12 @@ stack = load_stack_outputs(outputs_file=Path(outputs))
 client = storage.Client(project="bench", credentials=AnonymousCredentials())
 builds = cloudbuild_v1.CloudBuildClient(credentials=AnonymousCredentials(), transport="rest",
                                         client_options={"api_endpoint": build})
-session = CloudSession(stack, VertexBackend(stack, api_endpoint=vertex, credentials=AnonymousCredentials()),
-                       RunStore(stack.runs_prefix, client), client, Registry(lambda: "t", registry),
-                       CloudBuilder(stack, build_client=builds, storage_client=client, sleep=lambda s: None))
-session.train(TrainOptions("retinanet-mobilenet-640", "tpu-v5e-8", run_id=run_id), lambda plan: True)
+launcher = VertexLauncher(stack, CloudSession(
+    stack, VertexBackend(stack, api_endpoint=vertex, credentials=AnonymousCredentials()),
+    BucketRunStore(stack.runs_prefix, client), client, Registry(lambda: "t", registry),
+    CloudBuilder(stack, build_client=builds, storage_client=client, sleep=lambda s: None)))
+plan = launcher.plan_training(TrainOptions(TrainArgs("retinanet-mobilenet-640"), "tpu-v5e-8", run_id=run_id))
+launcher.launch(plan, lambda plan: True)
 """
 
 

@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args()
+    from jobs.dataset.pipeline import CheckOptions
     from jobs.dataset.prepare import PrepareOptions, prepare
     from jobs.dataset.synthetic import make_dataset
     from jobs.runtime.experiment import make_spec
@@ -57,7 +58,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         synthetic = make_dataset(root / "synthetic", count=200)
-        prepare(PrepareOptions(synthetic.labels_csv, synthetic.images_dir, root / "data"))
+        prepare(PrepareOptions(CheckOptions(synthetic.labels_csv, synthetic.images_dir), root / "data"))
         spec = make_spec("retinanet-tiny-128", str(root / "data"), args.steps, 8, None)
         rates: dict[str, list[float]] = {"ours": [], "direct": []}
         for round_ in range(args.rounds):

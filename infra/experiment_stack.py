@@ -13,6 +13,8 @@ import pulumi
 import pulumi_gcp as gcp
 from naming import StackNames
 
+from jobs.stack import EXPERIMENT_ROLE, ROLE_OUTPUT, output_names
+
 DATA = "data"
 RUNS = "runs"
 # Training checkpoints: the only prefix the bucket expires on its own (exported models and metrics under
@@ -141,18 +143,22 @@ class Experiment(pulumi.ComponentResource):
                 opts=child,
             )
 
-        self.outputs: dict[str, pulumi.Input[str]] = {
-            "role": "experiment",
+        # What a launch reads (jobs.stack.StackOutputs, by field; the output names are defined there).
+        launch: dict[str, pulumi.Input[str]] = {
             "experiment": args.names.stack,
             "project": self.project,
             "region": args.region,
             "bucket": self.bucket.name,
-            "dataPrefix": self.bucket.name.apply(lambda bucket: f"gs://{bucket}/{DATA}"),
-            "runsPrefix": self.bucket.name.apply(lambda bucket: f"gs://{bucket}/{RUNS}"),
-            "checkpointsPrefix": self.bucket.name.apply(lambda bucket: f"gs://{bucket}/{CHECKPOINTS}"),
-            "jobServiceAccount": self.job_account.email,
-            "repositoryUrl": platform["repositoryUrl"],
+            "data_prefix": self.bucket.name.apply(lambda bucket: f"gs://{bucket}/{DATA}"),
+            "runs_prefix": self.bucket.name.apply(lambda bucket: f"gs://{bucket}/{RUNS}"),
+            "checkpoints_prefix": self.bucket.name.apply(lambda bucket: f"gs://{bucket}/{CHECKPOINTS}"),
+            "job_service_account": self.job_account.email,
+            "repository_url": platform["repositoryUrl"],
             "tensorboard": self.tensorboard,
+        }
+        self.outputs: dict[str, pulumi.Input[str]] = {
+            ROLE_OUTPUT: EXPERIMENT_ROLE,
+            **output_names(launch),
             "platformStack": args.platform_stack,
         }
         self.register_outputs(self.outputs)

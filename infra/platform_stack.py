@@ -12,6 +12,8 @@ import pulumi
 import pulumi_gcp as gcp
 from naming import StackNames
 
+from jobs.stack import PLATFORM_ROLE, ROLE_OUTPUT
+
 # Every API the project needs, and why. Disabling an API on destroy would break whatever else uses it in the
 # project (and other stacks), so `disable_on_destroy` is always false.
 REQUIRED_APIS: dict[str, str] = {
@@ -142,8 +144,8 @@ class Platform(pulumi.ComponentResource):
         )
 
         # Vertex AI trains on TPU VMs whose training container runs as the job's service account, so the Cloud
-        # TPU service agent needs no grant (the seed's roles/ml.serviceAgent served TPU Nodes of the retired ML
-        # Engine). ServiceIdentity cannot generate this legacy agent, so its email is built from the number.
+        # TPU service agent needs no grant (roles/ml.serviceAgent served the TPU Nodes of the retired ML Engine).
+        # ServiceIdentity cannot generate this legacy agent, so its email is built from the number.
         self.tpu_agent = self.project_number.apply(lambda number: f"service-{number}@cloud-tpu.iam.gserviceaccount.com")
 
         self.cloud_build_account = (
@@ -184,7 +186,7 @@ class Platform(pulumi.ComponentResource):
             )
 
         self.outputs: dict[str, pulumi.Input[str]] = {
-            "role": "platform",
+            ROLE_OUTPUT: PLATFORM_ROLE,
             "project": args.project,
             "projectNumber": self.project_number,
             "region": args.region,

@@ -1,4 +1,5 @@
-"""The local demo: every stage of the real path on a synthetic dataset, with the same code as the jobs."""
+"""The local demo: every stage of the real path on a synthetic dataset, training and evaluating through the local
+launcher as ``train`` and ``evaluate`` do."""
 
 from __future__ import annotations
 
@@ -10,9 +11,13 @@ from pathlib import Path
 from rich.console import Console
 
 from jobs.console import progress_bar
+from jobs.dataset.pipeline import CheckOptions
 from jobs.dataset.prepare import PrepareOptions, prepare
 from jobs.dataset.synthetic import make_dataset
 from jobs.io import check_output_folder, write_marker
+from jobs.launch.backends import Watch
+from jobs.launch.launcher import EvalOptions, Launcher, Plan, TrainOptions, launcher_for
+from jobs.runtime.spec import EvalArgs, ProgressEvent, TrainArgs
 
 DEMO_PRESET = "retinanet-tiny-128"
 KIND = "demo"  # the kind of output folder (jobs.io)
@@ -20,17 +25,14 @@ KIND = "demo"  # the kind of output folder (jobs.io)
 
 @dataclass(frozen=True)
 class DemoResult:
-    evaluation: object  # jobs.runtime.evaluate.EvalResult
+    metrics: dict  # the evaluation's metrics.json
     paths: dict[str, Path]
     seconds: float
 
 
 def run_demo(out: Path, steps: int = 600, images: int = 300, console: Console | None = None) -> DemoResult:
-    from jobs.runtime import evaluate
-    from jobs.runtime.experiment import make_spec
     from jobs.runtime.export import export_saved_model
     from jobs.runtime.predict import Predictor, draw
-    from jobs.runtime.train import train
 
     console = console or Console()
     start = time.perf_counter()
@@ -44,20 +46,19 @@ def run_demo(out: Path, steps: int = 600, images: int = 300, console: Console | 
         "evaluation report": out / "model" / "eval" / "report.html", "exported model": out / "exported",
         "predictions": out / "predictions",
     }
+    data, model_dir = str(paths["prepared data"]), str(paths["model dir (TensorBoard)"])
+    launcher = launcher_for()  # this machine: the trainer and the evaluator run as subprocesses, as in a job
     console.print(f"[bold]1/6[/bold] drawing {images} synthetic images")
     synthetic = make_dataset(out / "synthetic", images)
     console.print("[bold]2/6[/bold] data prepare")
-    prepare(PrepareOptions(synthetic.labels_csv, synthetic.images_dir, paths["prepared data"]))
+    prepare(PrepareOptions(CheckOptions(synthetic.labels_csv, synthetic.images_dir), paths["prepared data"]))
     console.print(f"[bold]3/6[/bold] train {DEMO_PRESET} for {steps} steps")
-    spec = make_spec(DEMO_PRESET, str(paths["prepared data"]), steps, None, None)
-    with progress_bar("training") as update:
-        train(spec, str(paths["model dir (TensorBoard)"]), "auto",
-              lambda step, total, loss: update(step, total, loss=loss))
+    _run(launcher, launcher.plan_training(TrainOptions(TrainArgs(DEMO_PRESET, data, model_dir, steps))), "training",
+         console)
     console.print("[bold]4/6[/bold] evaluate")
-    with progress_bar("evaluating") as update:
-        result = evaluate.evaluate_checkpoint(str(paths["model dir (TensorBoard)"]), progress=update)
+    _run(launcher, launcher.plan_evaluation(EvalOptions(EvalArgs(model_dir))), "evaluating", console)
     console.print("[bold]5/6[/bold] export")
-    export_saved_model(str(paths["model dir (TensorBoard)"]), str(paths["exported model"]))
+    export_saved_model(model_dir, str(paths["exported model"]))
     console.print("[bold]6/6[/bold] predict on 4 validation images")
     predictor = Predictor(paths["exported model"])
     paths["predictions"].mkdir(parents=True, exist_ok=True)
@@ -65,4 +66,19 @@ def run_demo(out: Path, steps: int = 600, images: int = 300, console: Console | 
     for entry in val:
         found, image = predictor.predict(synthetic.images_dir / entry["file_name"])
         draw(image, found).save(paths["predictions"] / entry["file_name"])
-    return DemoResult(result, paths, time.perf_counter() - start)
+    metrics = json.loads(paths["metrics"].read_text(encoding="utf-8"))
+    return DemoResult(metrics, paths, time.perf_counter() - start)
+
+
+def _run(launcher: Launcher, plan: Plan, description: str, console: Console) -> None:
+    """The job with a progress bar; its other lines shown dimmed."""
+    with progress_bar(description) as update:
+        def event(progress: ProgressEvent) -> None:
+            if progress.stage != "evaluated":
+                update(progress.done, progress.total, **({} if progress.loss is None else {"loss": progress.loss}))
+
+        def line(text: str) -> None:
+            if text.strip():
+                console.print(text, style="dim", highlight=False, markup=False)
+
+        launcher.launch(plan, watch=Watch(event, line))

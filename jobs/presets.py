@@ -96,7 +96,7 @@ def retinanet_mobilenet_256() -> Preset:
 def retinanet_mobilenet_640() -> Preset:
     return Preset(
         name="retinanet-mobilenet-640",
-        description="MobileNetV2 + FPN at 640 px: the modern form of the seed's SSD MobileNet V1 FPN 640",
+        description="MobileNetV2 + FPN at 640 px: the 256 px model at 2.5x the resolution, for small objects",
         backbone=Backbone("mobilenet", {"model_id": "MobileNetV2", "filter_size_scale": 1.0}, fpn_filters=128),
         input_size=640, head_filters=128, separable_head=True, anchor_size=3.0, batch_size=8, steps=10000,
         learning_rate=0.02, warmup_steps=500, cloud_checkpoint=MOBILENET_V2_COCO,

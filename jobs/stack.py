@@ -1,7 +1,8 @@
 """What a launch needs from an experiment stack: its bucket, job service account, image repository, TensorBoard.
 
 Read with `pulumi stack output --json --stack NAME`, or from a file holding that same JSON (`--stack-outputs
-FILE`) on machines without the Pulumi CLI. The output names are those `infra/experiment_stack.py` exports.
+FILE`) on machines without the Pulumi CLI. The output names are defined here, once: `infra/` imports them to
+export the outputs (the Pulumi program runs in the project's environment, where `jobs` is installed).
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ import os
 import shutil
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from jobs.errors import DetectorError
 
-# StackOutputs field -> stack output name.
+# StackOutputs field -> the name of the experiment stack output that carries it.
 OUTPUT_NAMES = {
     "project": "project",
     "region": "region",
@@ -28,7 +29,12 @@ OUTPUT_NAMES = {
     "repository_url": "repositoryUrl",
     "tensorboard": "tensorboard",
     "experiment": "experiment",
+    "checkpoints_prefix": "checkpointsPrefix",
 }
+OPTIONAL_FIELDS = {"checkpoints_prefix"}  # stacks made before it was exported: the bucket's own layout
+ROLE_OUTPUT = "role"  # every stack exports which kind it is
+PLATFORM_ROLE, EXPERIMENT_ROLE = "platform", "experiment"
+V = TypeVar("V")
 PULUMI_TIMEOUT_S = 120
 _PROJECT_DIR = Path(__file__).resolve().parents[1]
 
@@ -55,19 +61,24 @@ class StackOutputs:
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, Any], source: str) -> StackOutputs:
         """Validate the JSON object of `pulumi stack output --json`; `source` names it in errors."""
-        if outputs.get("role") == "platform":
+        if outputs.get(ROLE_OUTPUT) == PLATFORM_ROLE:
             raise StackError(f"{source} holds the outputs of the platform stack; jobs run in an experiment stack "
                              "(`pulumi stack ls` lists them; `pulumi stack init exp-NAME` creates one).")
-        missing = [name for name in OUTPUT_NAMES.values() if name not in outputs]
+        missing = [name for field, name in OUTPUT_NAMES.items()
+                   if name not in outputs and field not in OPTIONAL_FIELDS]
         if missing:
             raise StackError(f"{source} lacks the stack outputs {', '.join(missing)}: is it an experiment stack "
                              "after `pulumi up`?")
-        wrong = [name for name in OUTPUT_NAMES.values() if not isinstance(outputs[name], str)]
+        wrong = [name for name in OUTPUT_NAMES.values() if name in outputs and not isinstance(outputs[name], str)]
         if wrong:
             raise StackError(f"{source}: the stack outputs {', '.join(wrong)} must be strings.")
-        values = {field: outputs[name] for field, name in OUTPUT_NAMES.items()}
-        checkpoints = outputs.get("checkpointsPrefix") or f"gs://{values['bucket']}/checkpoints"
-        return cls(**values, checkpoints_prefix=checkpoints)
+        values = {field: outputs.get(name, "") for field, name in OUTPUT_NAMES.items()}
+        values["checkpoints_prefix"] = values["checkpoints_prefix"] or f"gs://{values['bucket']}/checkpoints"
+        return cls(**values)
+
+    def to_outputs(self) -> dict[str, str]:
+        """The stack outputs these are read from (`from_outputs` inverted): a `--stack-outputs` file's JSON."""
+        return {ROLE_OUTPUT: EXPERIMENT_ROLE, **output_names(asdict(self))}
 
     def data_uri(self, *parts: str) -> str:
         """gs:// URI under the experiment's data prefix."""
@@ -84,6 +95,16 @@ class StackOutputs:
     def image(self, name: str, tag: str) -> str:
         """Full reference of an image in the platform's repository."""
         return f"{self.repository_url}/{name}:{tag}"
+
+
+def output_names(values: Mapping[str, V]) -> dict[str, V]:
+    """Values by StackOutputs field, keyed by their stack output names instead: what `infra/` exports. Every
+    field must be given, so the Pulumi program cannot leave out anything a launch reads."""
+    if set(values) != set(OUTPUT_NAMES):
+        raise ValueError(f"the outputs of an experiment stack are {', '.join(OUTPUT_NAMES)}; "
+                         f"missing {', '.join(sorted(set(OUTPUT_NAMES) - set(values))) or 'none'}, "
+                         f"unknown {', '.join(sorted(set(values) - set(OUTPUT_NAMES))) or 'none'}")
+    return {OUTPUT_NAMES[field]: value for field, value in values.items()}
 
 
 def load_stack_outputs(stack: str | None = None, outputs_file: Path | None = None) -> StackOutputs:

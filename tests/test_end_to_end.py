@@ -55,13 +55,15 @@ def _iou(box, xywh) -> float:
 
 
 def test_raccoon_prepares_trains_resumes_and_evaluates(raccoon, tmp_path):
+    from jobs.dataset.pipeline import CheckOptions
     from jobs.dataset.prepare import PrepareOptions, prepare
     from jobs.runtime.evaluate import evaluate_checkpoint
     from jobs.runtime.experiment import make_spec
     from jobs.runtime.train import train
 
     data = tmp_path / "data"
-    prepare(PrepareOptions(raccoon / "data" / "test_labels.csv", raccoon / "images", data, val_fraction=0.25))
+    prepare(PrepareOptions(CheckOptions(raccoon / "data" / "test_labels.csv", raccoon / "images", val_fraction=0.25),
+                           data))
     first = train(make_spec("retinanet-tiny-128", str(data), 4, 4, None), str(tmp_path / "model"), "cpu")
     assert (first.start_step, first.final_step) == (0, 4)
     resumed = train(make_spec("retinanet-tiny-128", str(data), 6, 4, None), str(tmp_path / "model"), "cpu")

@@ -10,22 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.stack import StackError, StackOutputs, load_stack_outputs
+from jobs.stack import OUTPUT_NAMES, StackError, StackOutputs, load_stack_outputs, output_names
 
-OUTPUTS = {
-    "role": "experiment",
-    "experiment": "exp-coco",
-    "project": "acme-ml",
-    "region": "us-central1",
-    "bucket": "acme-ml-detector-exp-coco",
-    "dataPrefix": "gs://acme-ml-detector-exp-coco/data",
-    "runsPrefix": "gs://acme-ml-detector-exp-coco/runs",
-    "checkpointsPrefix": "gs://acme-ml-detector-exp-coco/checkpoints",
-    "jobServiceAccount": "detector-exp-coco@acme-ml.iam.gserviceaccount.com",
-    "repositoryUrl": "us-central1-docker.pkg.dev/acme-ml/detector-platform",
-    "tensorboard": "",
-    "platformStack": "organization/detector/platform",
-}
 EXPECTED = StackOutputs(
     project="acme-ml",
     region="us-central1",
@@ -38,6 +24,7 @@ EXPECTED = StackOutputs(
     experiment="exp-coco",
     checkpoints_prefix="gs://acme-ml-detector-exp-coco/checkpoints",
 )
+OUTPUTS = EXPECTED.to_outputs() | {"platformStack": "organization/detector/platform"}  # as `pulumi stack output`
 
 
 def write_json(path: Path, value: object) -> Path:
@@ -73,7 +60,8 @@ def test_reads_a_stack_outputs_file(tmp_path: Path) -> None:
 
 
 def test_outputs_without_a_checkpoints_prefix_use_the_bucket_layout(tmp_path: Path) -> None:
-    minimal = {k: v for k, v in OUTPUTS.items() if k not in ("checkpointsPrefix", "role", "platformStack")}
+    optional = (OUTPUT_NAMES["checkpoints_prefix"], "role", "platformStack")
+    minimal = {k: v for k, v in OUTPUTS.items() if k not in optional}
     outputs = load_stack_outputs(outputs_file=write_json(tmp_path / "exp.json", minimal))
     assert outputs.checkpoints_prefix == "gs://acme-ml-detector-exp-coco/checkpoints"
 
@@ -112,9 +100,17 @@ def test_a_platform_stack_is_refused(tmp_path: Path) -> None:
 
 
 def test_missing_outputs_are_listed(tmp_path: Path) -> None:
-    partial = {k: v for k, v in OUTPUTS.items() if k not in ("bucket", "jobServiceAccount")}
-    with pytest.raises(StackError, match="lacks the stack outputs bucket, jobServiceAccount"):
+    gone = [OUTPUT_NAMES["bucket"], OUTPUT_NAMES["job_service_account"]]
+    partial = {k: v for k, v in OUTPUTS.items() if k not in gone}
+    with pytest.raises(StackError, match=f"lacks the stack outputs {', '.join(gone)}"):
         load_stack_outputs(outputs_file=write_json(tmp_path / "partial.json", partial))
+
+
+def test_the_pulumi_program_must_export_every_output_a_launch_reads() -> None:
+    fields = {field: field.upper() for field in OUTPUT_NAMES}
+    assert output_names(fields) == {name: field.upper() for field, name in OUTPUT_NAMES.items()}
+    with pytest.raises(ValueError, match="missing tensorboard, unknown tensorboard_url"):
+        output_names({k: v for k, v in fields.items() if k != "tensorboard"} | {"tensorboard_url": ""})
 
 
 @pytest.mark.parametrize(
@@ -122,7 +118,7 @@ def test_missing_outputs_are_listed(tmp_path: Path) -> None:
     [
         ("{not json", "is not the JSON of `pulumi stack output --json`"),
         ("[1, 2]", "is not the JSON object"),
-        (json.dumps(OUTPUTS | {"bucket": 3}), "bucket must be strings"),
+        (json.dumps(OUTPUTS | {OUTPUT_NAMES["bucket"]: 3}), "bucket must be strings"),
     ],
 )
 def test_bad_files_are_explained(tmp_path: Path, content: str, says: str) -> None:

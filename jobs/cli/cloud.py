@@ -1,38 +1,35 @@
-"""Cloud commands: ``images build`` and ``runs list|show|logs|cancel``, and the Vertex side of train/evaluate."""
+"""Run and image commands (``runs list|show|logs|cancel`` for local and Vertex AI runs, ``images build``), and what
+``train`` and ``evaluate`` share with them: a plan shown and launched, a local job followed, metrics on screen."""
 
 from __future__ import annotations
 
 import json
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from jobs.cli.app import app
-from jobs.console import console, table
+from jobs.console import console, errors, progress_bar, table
 
 images_app = typer.Typer(help="Build the trainer and evaluator images (once per content hash).",
                          no_args_is_help=True)
-runs_app = typer.Typer(help="Runs of an experiment stack: state, console link, metrics, logs.",
+runs_app = typer.Typer(help="Runs, local (a model dir) or of an experiment stack: state, metrics, logs.",
                        no_args_is_help=True)
 app.add_typer(images_app, name="images")
 app.add_typer(runs_app, name="runs")
 
 StackName = Annotated[str | None, typer.Option("--stack", help="experiment stack (read with the Pulumi CLI)")]
 StackFile = Annotated[Path | None, typer.Option("--stack-outputs", help="JSON of `pulumi stack output --json`")]
+RunId = Annotated[str, typer.Argument(help="a run of the stack, or a local run's model dir")]
 
 
-def load_stack(stack: str | None, stack_outputs: Path | None):
-    from jobs.stack import load_stack_outputs
+def launcher(stack: str | None, stack_outputs: Path | None, runs_dir: Path | None = None):
+    from jobs.launch.launcher import launcher_for
 
-    return load_stack_outputs(stack, stack_outputs)
-
-
-def session(stack: str | None, stack_outputs: Path | None, local_docker: bool = False):
-    from jobs.launch.session import CloudSession
-
-    return CloudSession.connect(load_stack(stack, stack_outputs), local_docker)
+    return launcher_for(stack=stack, stack_outputs=stack_outputs, runs_dir=runs_dir)
 
 
 def confirmer(yes: bool):
@@ -52,64 +49,78 @@ def confirmer(yes: bool):
 
 def show_plan(plan) -> None:
     cost = plan.cost()
-    spec = plan.spec
+    if cost is None:
+        console.print(plan.summary(), highlight=False)
+        return
     hourly = "unknown (no price kept)" if cost.hourly is None else f"${cost.hourly:.2f}/h"
     ceiling = ("" if cost.ceiling is None
                else f", at most ${cost.ceiling:.0f} if it runs to its {cost.hours:g} h timeout")
-    console.print(f"run [bold]{plan.run_id}[/bold]: {spec.kind} on {spec.accelerator.name} x{spec.replicas}"
-                  f"{' (Spot)' if spec.spot else ''}; {hourly}{ceiling}", highlight=False)
+    console.print(f"{plan.summary()}; {hourly}{ceiling}", highlight=False)
     console.print(f"  prices: {cost.source}", style="dim", highlight=False)
 
 
-def request_json(plan, stack) -> str:
-    from google.cloud.aiplatform_v1 import types
-
-    from jobs.launch.context import build_context
-    from jobs.launch.jobspec import custom_job
-
-    image = stack.image(plan.spec.image, build_context(plan.spec.image).tag)
-    job = custom_job(plan.spec, stack, image, plan.base_output_dir)
-    body = json.loads(types.CustomJob.to_json(job, use_integers_for_enums=False,
-                                              always_print_fields_with_no_presence=False))
-    return json.dumps({"parent": f"projects/{stack.project}/locations/{stack.region}", "customJob": body}, indent=2)
-
-
-def train_on_vertex(stack: str | None, stack_outputs: Path | None, options, dry_run: bool, yes: bool,
-                    local_docker: bool) -> None:
-    from jobs.launch.launcher import plan_training
+def run_job(launcher, plan, dry_run: bool, yes: bool, description: str) -> None:
+    """``--dry-run``: the plan and the exact request. Else launch it: a Vertex AI job is submitted and left
+    running; a local one runs here, its output and progress on the terminal (its failure: JobFailed)."""
+    from jobs.launch.backends import Watch
 
     if dry_run:
-        outputs = load_stack(stack, stack_outputs)
-        plan = plan_training(outputs, options)
         show_plan(plan)
-        console.print_json(request_json(plan, outputs))
+        console.print_json(json.dumps(plan.request()))
         return
-    plan, record, info, image = session(stack, stack_outputs, local_docker).train(options, confirmer(yes))
-    _show_launch(plan, info, image)
+    with TerminalWatch(description) as watch:
+        launched = launcher.launch(plan, confirmer(yes), Watch(watch.event, watch.line, watch.error))
+    if launched.image:
+        console.print(f"{'built' if launched.image.built else 'reused'} image {launched.image.ref}")
+    job = launched.job
+    if job.live:
+        console.print(f"submitted {job.name} ({job.state})")
+        console.print(f"console: {job.console_url}")
+        console.print(f"follow: python -m jobs runs show {plan.run_id}")
 
 
-def evaluate_on_vertex(stack: str | None, stack_outputs: Path | None, run_id: str, accelerator: str, spot: bool,
-                       dry_run: bool, yes: bool) -> None:
-    if dry_run:
-        from jobs.launch.launcher import plan_evaluation
+class TerminalWatch:
+    """A local job on the terminal: its lines as they come (its stderr on stderr), a progress bar drawn from its
+    progress events, and the metrics of each evaluation it writes."""
 
-        cloud = session(stack, stack_outputs)
-        record, _ = cloud.store.load(run_id)
-        if record is None:
-            raise typer.BadParameter(f"no run {run_id}")
-        plan = plan_evaluation(cloud.stack, record, accelerator, spot)
-        show_plan(plan)
-        console.print_json(request_json(plan, cloud.stack))
-        return
-    plan, record, info, image = session(stack, stack_outputs).evaluate(run_id, accelerator, spot, confirmer(yes))
-    _show_launch(plan, info, image)
+    def __init__(self, description: str):
+        self.description = description
+        self._bar = ExitStack()
+        self._update = None
+
+    def __enter__(self) -> TerminalWatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.close()
+
+    def event(self, event) -> None:
+        if event.stage == "evaluated":
+            self._bar.close()
+            self._update = None
+            show_evaluation(event.path)
+            return
+        if self._update is None:
+            self._update = self._bar.enter_context(progress_bar(self.description))
+        self._update(event.done, event.total, **({} if event.loss is None else {"loss": event.loss}))
+
+    def line(self, text: str) -> None:
+        if text.strip():
+            console.print(text, highlight=False, markup=False)
+
+    def error(self, text: str) -> None:
+        if text.strip():
+            errors.print(text, highlight=False, markup=False)
 
 
-def _show_launch(plan, info, image) -> None:
-    console.print(f"{'built' if image.built else 'reused'} image {image.ref}")
-    console.print(f"submitted {info.name} ({info.state})")
-    console.print(f"console: {info.console_url}")
-    console.print(f"follow: python -m jobs runs show {plan.run_id}")
+def show_evaluation(eval_dir: str) -> None:
+    """The metrics of the evaluation written to ``eval_dir`` (a folder here, or gs://)."""
+    from jobs.dataset.gcs import read_text
+
+    path = f"{eval_dir}/metrics.json"
+    text = read_text(path) if eval_dir.startswith("gs://") else Path(path).read_text(encoding="utf-8")
+    if text is not None:
+        show_metrics(json.loads(text), f"{eval_dir}/report.html")
 
 
 def show_metrics(metrics: dict, report: str) -> None:
@@ -118,7 +129,7 @@ def show_metrics(metrics: dict, report: str) -> None:
     from jobs.report import tables
 
     title = f"{tables.model_label(metrics)}, {metrics['split']} split"
-    console.print(table(title, tables.CLASS_COLUMNS, tables.class_rows(metrics), total=tables.total_row(metrics)))
+    console.print(table(title, tables.CLASS_COLUMNS, tables.class_rows(metrics), tables.total_row(metrics)))
     console.print(tables.threshold_note(metrics), highlight=False)
     console.print("COCO: " + "  ".join(f"{key} {metrics['summary'][key]:.3f}" for key in COCO_KEYS),
                   highlight=False)
@@ -136,7 +147,10 @@ def images_build(
     image: Annotated[list[str] | None, typer.Option(help="trainer and/or evaluator (default both)")] = None,
 ) -> None:
     """Build and push the images whose content-hash tag is not in the registry yet."""
-    cloud = session(stack, stack_outputs, local_docker)
+    from jobs.launch.session import CloudSession
+    from jobs.stack import load_stack_outputs
+
+    cloud = CloudSession.connect(load_stack_outputs(stack, stack_outputs), local_docker)
     rows = []
     for name in image or ["trainer", "evaluator"]:
         with console.status(f"{name}: checking the registry, building if needed"):
@@ -146,51 +160,44 @@ def images_build(
 
 
 @runs_app.command("list")
-def runs_list(stack: StackName = None, stack_outputs: StackFile = None) -> None:
-    """Every run of the experiment with its training state and latest metrics."""
-    cloud = session(stack, stack_outputs)
+def runs_list(stack: StackName = None, stack_outputs: StackFile = None,
+              runs_dir: Annotated[Path | None, typer.Option(
+                  help="local runs: the model dirs in this folder (default: the current folder)")] = None) -> None:
+    """Every run with its training state and latest metrics: of the stack, or the local model dirs in a folder."""
     rows = []
-    for record in cloud.store.list():
-        state = cloud.backend.get(record.jobs["train"]).state.removeprefix("JOB_STATE_") if "train" in record.jobs \
-            else "-"
-        ap = record.metrics.get("summary", {}).get("AP")
-        rows.append([record.run_id, record.preset, record.accelerator, state, record.created, ap])
-    console.print(table(f"runs of {cloud.stack.experiment}", ["run", "preset", "accelerator", "train", "created",
-                                                              "AP"], rows))
+    for run in launcher(stack, stack_outputs, runs_dir).runs():
+        record, train = run.record, run.jobs.get("train")
+        state = train.state.removeprefix("JOB_STATE_") if train else "-"
+        rows.append([record.run_id, record.preset, record.accelerator, state, record.created,
+                     record.metrics.get("summary", {}).get("AP")])
+    console.print(table("runs", ["run", "preset", "accelerator", "train", "created", "AP"], rows))
 
 
 @runs_app.command("show")
-def runs_show(run_id: str, stack: StackName = None, stack_outputs: StackFile = None) -> None:
-    """A run's record, its jobs' states and console links, and its latest evaluation."""
-    record, jobs, metrics = session(stack, stack_outputs).status(run_id)
-    rows = [[kind, info.state.removeprefix("JOB_STATE_"), info.console_url, info.error] for kind, info in jobs.items()]
+def runs_show(run_id: RunId, stack: StackName = None, stack_outputs: StackFile = None) -> None:
+    """A run's record, its jobs' states (and console links), and its latest evaluation."""
+    run = launcher(stack, stack_outputs).status(run_id)
+    rows = [[kind, info.state.removeprefix("JOB_STATE_"), info.console_url or None, info.error or None]
+            for kind, info in run.jobs.items()]
     console.print(table(f"run {run_id}", ["job", "state", "console", "error"], rows))
-    if metrics:
-        console.print(table("latest evaluation", ["metric", "value"],
-                            [["step", metrics.get("step")]] + [[k, v] for k, v in metrics["summary"].items()]))
-    console.print_json(json.dumps({k: v for k, v in vars(record).items() if k != "metrics"}))
+    if run.metrics:
+        show_metrics(run.metrics, f"{run.model_dir}/eval/report.html")
+    console.print_json(json.dumps({k: v for k, v in vars(run.record).items() if k != "metrics"}))
 
 
 @runs_app.command("logs")
-def runs_logs(run_id: str, stack: StackName = None, stack_outputs: StackFile = None,
+def runs_logs(run_id: RunId, stack: StackName = None, stack_outputs: StackFile = None,
               job: Annotated[str, typer.Option(help="train or evaluate")] = "train",
               limit: Annotated[int, typer.Option(min=1)] = 200) -> None:
-    """The last log lines of one of the run's jobs, from Cloud Logging."""
-    from jobs.launch.launcher import job_id
-    from jobs.launch.logs import job_logs
-
-    cloud = session(stack, stack_outputs)
-    record, _ = cloud.store.load(run_id)
-    if record is None or job not in record.jobs:
-        raise typer.BadParameter(f"run {run_id} has no {job} job")
-    for line in job_logs(cloud.stack, job_id(record.jobs[job]), limit):
+    """The last log lines of one of the run's jobs (Cloud Logging, or the local job's log in its model dir)."""
+    for line in launcher(stack, stack_outputs).logs(run_id, job, limit):
         console.print(line, highlight=False, markup=False)
 
 
 @runs_app.command("cancel")
-def runs_cancel(run_id: str, stack: StackName = None, stack_outputs: StackFile = None) -> None:
+def runs_cancel(run_id: RunId, stack: StackName = None, stack_outputs: StackFile = None) -> None:
     """Cancel the run's live jobs."""
-    cancelled = session(stack, stack_outputs).cancel(run_id)
+    cancelled = launcher(stack, stack_outputs).cancel(run_id)
     for info in cancelled:
         console.print(f"cancelling {info.name} ({info.state})")
     if not cancelled:

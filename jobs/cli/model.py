@@ -9,10 +9,10 @@ import typer
 from rich.markup import escape
 
 from jobs.cli.app import app
-from jobs.cli.cloud import StackFile, StackName, evaluate_on_vertex, show_metrics, train_on_vertex
-from jobs.console import console, errors, progress_bar, quiet_tensorflow, table
+from jobs.cli.cloud import StackFile, StackName, run_job, show_metrics
+from jobs.console import console, errors, quiet_tensorflow, table
 from jobs.errors import DataError
-from jobs.runtime.spec import PROGRESS_PREFIX
+from jobs.runtime.spec import EvalArgs, TrainArgs
 
 
 @app.command()
@@ -29,97 +29,65 @@ def presets() -> None:
 
 @app.command()
 def train(
-    preset: Annotated[str, typer.Option(help="see `presets`")],
+    preset: Annotated[str, typer.Option(help=TrainArgs.describe("preset"))],
     data: Annotated[str | None, typer.Option(help="prepared data: a folder (local) or gs:// / name (Vertex)")] = None,
     model_dir: Annotated[str | None, typer.Option(help="local: checkpoints; training resumes from here")] = None,
-    steps: Annotated[int | None, typer.Option(min=1)] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help=TrainArgs.describe("steps"))] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="global batch (Vertex: preset batch x cores)")] = None,
-    init_checkpoint: Annotated[str | None, typer.Option(help="start from this checkpoint or .tar.gz")] = None,
-    device: Annotated[str, typer.Option(help="local backend: auto, cpu or gpu")] = "auto",
-    seed: Annotated[int, typer.Option(help="weights, data order and augmentation (a resumed run keeps its own)")] = 0,
+    init_checkpoint: Annotated[str | None, typer.Option(help=TrainArgs.describe("init_checkpoint"))] = None,
+    device: Annotated[str, typer.Option(help="local: " + TrainArgs.describe("device"))] = "auto",
+    seed: Annotated[int, typer.Option(help=TrainArgs.describe("seed") + " (a resumed run keeps its own)")] = 0,
     stack: StackName = None,
     stack_outputs: StackFile = None,
     backend: Annotated[str | None, typer.Option(help="local or vertex (default: vertex with a stack)")] = None,
-    accelerator: Annotated[str, typer.Option(help="Vertex: tpu-v2-8, tpu-v3-8, tpu-v5e-N, gpu-…, cpu")] = "tpu-v5e-4",
+    accelerator: Annotated[str | None, typer.Option(
+        help="Vertex: tpu-v2-8, tpu-v3-8, tpu-v5e-N, gpu-…, cpu (default tpu-v5e-4)")] = None,
     spot: Annotated[bool, typer.Option(help="Vertex: Spot capacity (cheaper, can be preempted)")] = False,
-    replicas: Annotated[int, typer.Option(min=1, help="Vertex GPU: workers (MultiWorkerMirroredStrategy)")] = 1,
+    replicas: Annotated[int | None, typer.Option(
+        min=1, help="Vertex GPU: workers (MultiWorkerMirroredStrategy; default 1)")] = None,
     run_id: Annotated[str | None, typer.Option(help="Vertex: run name (default preset + time)")] = None,
-    timeout_hours: Annotated[float, typer.Option(min=0.1)] = 24.0,
-    dry_run: Annotated[bool, typer.Option(help="print the CustomJob request; contact nothing")] = False,
-    yes: Annotated[bool, typer.Option(help="launch without asking")] = False,
-    local_docker: Annotated[bool, typer.Option(help="build images with local Docker, not Cloud Build")] = False,
+    timeout_hours: Annotated[float | None, typer.Option(min=0.1, help="Vertex: job timeout (default 24)")] = None,
+    dry_run: Annotated[bool, typer.Option(help="print the job request (Vertex: the CustomJob); start nothing")]
+    = False,
+    yes: Annotated[bool, typer.Option(help="Vertex: launch without asking")] = False,
+    local_docker: Annotated[bool, typer.Option(help="Vertex: build images with local Docker, not Cloud Build")]
+    = False,
 ) -> None:
     """Train a RetinaNet from a preset: on this machine, or as a Vertex AI custom job of an experiment stack."""
-    if (backend or ("vertex" if stack or stack_outputs else "local")) == "vertex":
-        from jobs.launch.launcher import TrainOptions
+    from jobs.launch.launcher import TrainOptions, launcher_for
 
-        options = TrainOptions(preset, accelerator, replicas, spot, steps, batch_size, run_id, data,
-                               init_checkpoint, timeout_hours, seed)
-        train_on_vertex(stack, stack_outputs, options, dry_run, yes, local_docker)
-        return
-    if not data or not model_dir:
-        raise typer.BadParameter("the local backend needs --data and --model-dir")
-    from jobs.launch.backends import LocalBackend
-    from jobs.launch.launcher import local_training
-    from jobs.runtime.spec import preflight_resume
-
-    preflight_resume(preset, data, model_dir, batch_size)  # a mismatch fails here, before TensorFlow loads
-    spec = local_training(preset, data, model_dir, steps, batch_size, init_checkpoint, device, seed)
-    with progress_bar(f"training {preset}") as update:
-        def on_line(line: str) -> None:
-            if line.startswith(PROGRESS_PREFIX):
-                fields = dict(item.split("=", 1) for item in line.split()[1:])
-                update(int(fields["step"]), int(fields["total"]), loss=float(fields["loss"]))
-            elif line.strip():
-                console.print(line, highlight=False, markup=False)
-
-        info = LocalBackend(on_line).submit(spec, image_uri="", base_output_dir=model_dir)
-    if not info.state.endswith("SUCCEEDED"):
-        raise typer.Exit(max(info.exit_code or 1, 1))  # the trainer has printed why
+    launcher = launcher_for(backend, stack, stack_outputs, local_docker)
+    options = TrainOptions(TrainArgs(preset, data, model_dir, steps, batch_size, init_checkpoint, seed, device),
+                           accelerator, replicas, spot, run_id, timeout_hours, yes)
+    run_job(launcher, launcher.plan_training(options), dry_run, yes, f"training {preset}")
 
 
 @app.command()
 def evaluate(
-    model_dir: Annotated[str | None, typer.Option(help="a model dir written by `train`")] = None,
-    data: Annotated[str | None, typer.Option(help="prepared data folder (default: the training data)")] = None,
-    continuous: Annotated[bool, typer.Option(help="follow new checkpoints until the last step")] = False,
-    model: Annotated[str | None, typer.Option(help="an export folder (SavedModel or TFLite) instead")] = None,
-    split: Annotated[str, typer.Option(help="prepared split to evaluate on")] = "val",
+    model_dir: Annotated[str | None, typer.Option(help=EvalArgs.describe("model_dir"))] = None,
+    data: Annotated[str | None, typer.Option(help=EvalArgs.describe("data"))] = None,
+    continuous: Annotated[bool, typer.Option(help=EvalArgs.describe("continuous"))] = False,
+    model: Annotated[str | None, typer.Option(help=EvalArgs.describe("model"))] = None,
+    split: Annotated[str, typer.Option(help=EvalArgs.describe("split"))] = "val",
     score_threshold: Annotated[float | None, typer.Option(
         min=0.0, max=1.0, help="for P, R, the confusion matrix and the images (default: best F1)")] = None,
     stack: StackName = None,
     stack_outputs: StackFile = None,
+    backend: Annotated[str | None, typer.Option(help="local or vertex (default: vertex with a stack)")] = None,
     run: Annotated[str | None, typer.Option(help="Vertex: the run to evaluate continuously")] = None,
-    accelerator: Annotated[str, typer.Option(help="Vertex: gpu-t4-1, gpu-l4-1, …")] = "gpu-t4-1",
+    accelerator: Annotated[str | None, typer.Option(help="Vertex: gpu-t4-1 (default), gpu-l4-1, …")] = None,
     spot: Annotated[bool, typer.Option(help="Vertex: Spot capacity")] = False,
-    dry_run: Annotated[bool, typer.Option(help="Vertex: print the CustomJob request only")] = False,
+    dry_run: Annotated[bool, typer.Option(help="print the job request (Vertex: the CustomJob); start nothing")]
+    = False,
     yes: Annotated[bool, typer.Option(help="Vertex: launch without asking")] = False,
 ) -> None:
     """COCO metrics of the latest checkpoint on the validation split (or a GPU evaluation job for a Vertex run)."""
-    if stack or stack_outputs:
-        if not run:
-            raise typer.BadParameter("--run is required with --stack")
-        evaluate_on_vertex(stack, stack_outputs, run, accelerator, spot, dry_run, yes)
-        return
-    if bool(model_dir) == bool(model):
-        raise typer.BadParameter("give --model-dir (a training run) or --model (an export), "
-                                 "or --stack and --run for a Vertex job")
-    if continuous and model:
-        raise typer.BadParameter("--continuous follows a training run: use it with --model-dir")
-    quiet_tensorflow()
-    from jobs.runtime import evaluate as evaluation
+    from jobs.launch.launcher import EvalOptions, launcher_for
 
-    if continuous:
-        evaluation.evaluate_continuously(model_dir, data,
-                                         on_result=lambda r: show_metrics(r.metrics, f"{r.eval_dir}/report.html"))
-        return
-    with progress_bar("evaluating") as update:
-        if model:
-            result = evaluation.evaluate_export(model, data, split, update, score_threshold)
-        else:
-            result = evaluation.evaluate_checkpoint(model_dir, data, split, progress=update,
-                                                    score_threshold=score_threshold)
-    show_metrics(result.metrics, f"{result.eval_dir}/report.html")
+    launcher = launcher_for(backend, stack, stack_outputs)
+    options = EvalOptions(EvalArgs(model_dir, model, data, split, score_threshold, continuous), run, accelerator,
+                          spot, yes)
+    run_job(launcher, launcher.plan_evaluation(options), dry_run, yes, "evaluating")
 
 
 @app.command()
@@ -185,6 +153,6 @@ def demo(
     from jobs.demo import run_demo
 
     result = run_demo(out, steps, images, console=console)
-    show_metrics(result.evaluation.metrics, f"{result.evaluation.eval_dir}/report.html")
+    show_metrics(result.metrics, str(result.paths["evaluation report"]))
     rows = [[name, str(path)] for name, path in result.paths.items()]
     console.print(table("demo outputs", ["what", "where"], rows))

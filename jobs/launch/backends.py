@@ -1,18 +1,24 @@
-"""Where jobs run: Vertex AI custom jobs, or this machine (the same container entrypoint as a subprocess).
+"""Where a job runs: a Vertex AI custom job, or a subprocess on this machine (the same entrypoint and arguments).
 
-Both take a :class:`JobSpec`; ``make_backend`` is the one place that chooses.
+Both are a :class:`Backend` (submit, get, cancel by job name); the launchers (``jobs.launch.launcher``) use them
+through it.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
-from jobs.launch.jobspec import JobSpec, custom_job
+from jobs.console import NoiseFilter
+from jobs.launch.jobspec import JobSpec, custom_job, vertex_parent
+from jobs.runtime.spec import ProgressEvent, job_log
 from jobs.stack import StackOutputs
 
 LIVE_STATES = frozenset({"JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_CANCELLING",
@@ -22,14 +28,18 @@ LIVE_STATES = frozenset({"JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUN
 @dataclass(frozen=True)
 class JobInfo:
     name: str
-    state: str  # Vertex JobState name, e.g. JOB_STATE_RUNNING
+    state: str  # Vertex JobState name, e.g. JOB_STATE_RUNNING (local jobs use the same names)
     console_url: str = ""
     error: str = ""
-    exit_code: int | None = None  # a local job's process exit status (2: the trainer refused the arguments)
+    exit_code: int | None = None  # a local job's process exit status (2: the entrypoint refused the arguments)
 
     @property
     def live(self) -> bool:
         return self.state in LIVE_STATES
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == "JOB_STATE_SUCCEEDED"
 
 
 class Backend(Protocol):
@@ -37,7 +47,9 @@ class Backend(Protocol):
 
     def get(self, name: str) -> JobInfo: ...
 
-    def cancel(self, name: str) -> None: ...
+    def cancel(self, name: str) -> JobInfo:
+        """Ask the job to stop; its state once asked."""
+        ...
 
 
 class VertexBackend:
@@ -47,27 +59,21 @@ class VertexBackend:
         from google.cloud.aiplatform_v1.services.job_service import JobServiceClient
 
         self.stack = stack
-        self.parent = f"projects/{stack.project}/locations/{stack.region}"
+        self.parent = vertex_parent(stack)
         self.client = JobServiceClient(
             credentials=credentials, transport="rest",
             client_options={"api_endpoint": api_endpoint or f"{stack.region}-aiplatform.googleapis.com"})
 
-    def request(self, spec: JobSpec, image_uri: str, base_output_dir: str):
-        return custom_job(spec, self.stack, image_uri, base_output_dir)
-
     def submit(self, spec: JobSpec, image_uri: str, base_output_dir: str) -> JobInfo:
-        job = self.client.create_custom_job(parent=self.parent, custom_job=self.request(spec, image_uri,
-                                                                                         base_output_dir))
-        return self._info(job)
+        job = custom_job(spec, self.stack, image_uri, base_output_dir)
+        return self._info(self.client.create_custom_job(parent=self.parent, custom_job=job))
 
     def get(self, name: str) -> JobInfo:
         return self._info(self.client.get_custom_job(name=name))
 
-    def cancel(self, name: str) -> None:
+    def cancel(self, name: str) -> JobInfo:
         self.client.cancel_custom_job(name=name)
-
-    def list(self, label_filter: str) -> list[JobInfo]:
-        return [self._info(job) for job in self.client.list_custom_jobs(parent=self.parent, filter=label_filter)]
+        return self.get(name)
 
     def _info(self, job) -> JobInfo:
         job_id = job.name.rsplit("/", 1)[-1]
@@ -76,33 +82,117 @@ class VertexBackend:
         return JobInfo(job.name, job.state.name, url, job.error.message if job.error else "")
 
 
-class LocalBackend:
-    """Runs the image's entrypoint module here, in a subprocess, and waits for it.
+@dataclass(frozen=True)
+class Watch:
+    """Where a local job's output goes while it runs: its progress events, its other stdout lines, its stderr."""
 
-    ``on_line`` sees every output line (the CLI turns progress lines into a progress bar).
+    event: Callable[[ProgressEvent], None] = field(default=lambda event: None)
+    line: Callable[[str], None] = print
+    error: Callable[[str], None] = field(default=lambda text: print(text, file=sys.stderr))
+
+
+class LocalBackend:
+    """The job's entrypoint module in a subprocess of this interpreter (this checkout's code; there is no image).
+
+    ``submit`` starts it, ``follow`` streams its output to a :class:`Watch` until it ends. The output is also kept
+    in ``<base_output_dir>/<kind>-job.log`` when that is a local folder. A job is named ``local/KIND/PID@START``
+    (the process's start time tells it from a later process with the same pid), so another process (``runs
+    show``, ``runs cancel``) finds it while it runs.
     """
 
-    def __init__(self, on_line: Callable[[str], None] = print):
-        self.on_line = on_line
-        self._done: dict[str, JobInfo] = {}
+    def __init__(self) -> None:
+        self._processes: dict[str, tuple[subprocess.Popen, Path | None]] = {}
 
     def submit(self, spec: JobSpec, image_uri: str, base_output_dir: str) -> JobInfo:
-        command = [sys.executable, "-m", spec.entrypoint, *spec.args]
+        """``image_uri`` is unused: a local job runs the code of this checkout."""
+        import psutil
+
+        log = Path(base_output_dir) / job_log(spec.kind) if base_output_dir and "://" not in base_output_dir \
+            else None
         env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              bufsize=1, env=env) as process:
-            for line in process.stdout:
-                self.on_line(line.rstrip("\n"))
+        process = subprocess.Popen([sys.executable, *spec.command[1:]], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, bufsize=1, env=env)
+        name = f"local/{spec.kind}/{process.pid}@{psutil.Process(process.pid).create_time():.2f}"
+        self._processes[name] = (process, log)
+        return JobInfo(name, "JOB_STATE_RUNNING")
+
+    def follow(self, name: str, watch: Watch) -> JobInfo:
+        """Stream the job's output until it ends (its stderr read by a second thread). Interrupted here (Ctrl-C,
+        SIGTERM), the job is stopped too."""
+        process, log = self._processes.pop(name)
+        if log is not None:
+            log.parent.mkdir(parents=True, exist_ok=True)
+        lock = threading.Lock()
+        noise = NoiseFilter()  # the log keeps every line; the user is shown those that matter
+
+        def read(stream, show: Callable[[str], None]) -> None:
+            for line in stream:
+                with lock:
+                    kept.write(line)
+                    kept.flush()
+                show(line.rstrip("\n"))
+
+        def show_stderr(text: str) -> None:
+            if noise.keep(text):
+                watch.error(text)
+
+        def show_stdout(text: str) -> None:
+            event = ProgressEvent.from_line(text)
+            if event is None:
+                watch.line(text)
+            else:
+                watch.event(event)
+
+        try:
+            with open(log or os.devnull, "a", encoding="utf-8") as kept:
+                errors = threading.Thread(target=read, args=(process.stderr, show_stderr), daemon=True)
+                errors.start()
+                read(process.stdout, show_stdout)
+                errors.join()
             code = process.wait()
-        name = f"local/{spec.kind}/{process.pid}"
-        state = "JOB_STATE_SUCCEEDED" if code == 0 else "JOB_STATE_FAILED"
-        info = JobInfo(name, state, error="" if code == 0 else f"{spec.entrypoint} exited with {code}",
-                       exit_code=code)
-        self._done[name] = info
-        return info
+        except BaseException:
+            process.terminate()  # Ctrl-C reached it already; a SIGTERM to this process did not
+            process.wait()
+            raise
+        finally:
+            process.stdout.close()
+            process.stderr.close()
+        return _ended(name, code)
 
     def get(self, name: str) -> JobInfo:
-        return self._done.get(name, JobInfo(name, "JOB_STATE_UNSPECIFIED"))
+        """A job started by any process: running while its process lives; once it has ended, its launcher has
+        recorded how (the run record), and this says only that it is gone."""
+        if _process(name) is not None:
+            return JobInfo(name, "JOB_STATE_RUNNING")
+        return JobInfo(name, "JOB_STATE_FAILED", error="the process is gone and nothing recorded how it ended "
+                                                       "(its launcher was killed?)")
 
-    def cancel(self, name: str) -> None:
-        """A local job has finished by the time ``submit`` returns: nothing to cancel."""
+    def cancel(self, name: str) -> JobInfo:
+        process = _process(name)
+        if process is None:
+            return self.get(name)
+        process.send_signal(signal.SIGTERM)
+        return JobInfo(name, "JOB_STATE_CANCELLING")
+
+
+def _ended(name: str, code: int) -> JobInfo:
+    """A local job's state from its exit status (negative: the signal that stopped it)."""
+    if code == 0:
+        return JobInfo(name, "JOB_STATE_SUCCEEDED", exit_code=0)
+    if code in (-signal.SIGTERM, -signal.SIGINT):
+        return JobInfo(name, "JOB_STATE_CANCELLED", error=f"stopped by {signal.Signals(-code).name}",
+                       exit_code=code)
+    return JobInfo(name, "JOB_STATE_FAILED", error=f"exited with {code}", exit_code=code)
+
+
+def _process(name: str):
+    """The running process of a local job name, or None when it has ended."""
+    import psutil
+
+    pid, _, started = name.rsplit("/", 1)[-1].partition("@")
+    try:
+        process = psutil.Process(int(pid))
+        alive = f"{process.create_time():.2f}" == started and process.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, ValueError):
+        return None
+    return process if alive else None

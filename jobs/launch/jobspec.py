@@ -6,20 +6,19 @@ import re
 from dataclasses import dataclass, field
 
 from jobs.launch.accelerators import Accelerator
+from jobs.runtime.spec import EvalArgs, TrainArgs
 from jobs.stack import StackOutputs
 
-ENTRYPOINTS = {"train": "jobs.runtime.train", "evaluate": "jobs.runtime.evaluate"}
 RUN_ID = re.compile(r"^[a-z][a-z0-9-]{0,49}$")
 
 
 @dataclass(frozen=True)
 class JobSpec:
-    """One job: which image's entrypoint with which arguments, on what, for how long."""
+    """One job: an entrypoint's arguments, and (on Vertex AI) which image runs them on what, for how long."""
 
-    kind: str  # "train" or "evaluate"
-    image: str  # "trainer" (TPU) or "evaluator" (GPU and CPU; it trains there too)
-    args: tuple[str, ...]
-    accelerator: Accelerator
+    args: TrainArgs | EvalArgs
+    image: str = ""  # "trainer" (TPU) or "evaluator" (GPU and CPU; it trains there too); "" on this machine
+    accelerator: Accelerator | None = None  # None on this machine
     replicas: int = 1
     spot: bool = False
     timeout_s: int = 24 * 3600
@@ -27,13 +26,23 @@ class JobSpec:
     display_name: str = ""
 
     @property
-    def entrypoint(self) -> str:
-        return ENTRYPOINTS[self.kind]
+    def kind(self) -> str:
+        return self.args.KIND
+
+    @property
+    def command(self) -> list[str]:
+        """What the container (or the local subprocess, with this interpreter) runs."""
+        return ["python", "-m", self.args.ENTRYPOINT, *self.args.to_argv()]
 
 
 def image_for(kind: str, accelerator: Accelerator) -> str:
     """TPU training needs the TPU build of TensorFlow; everything else runs in the CUDA image."""
     return "trainer" if kind == "train" and accelerator.device == "tpu" else "evaluator"
+
+
+def vertex_parent(stack: StackOutputs) -> str:
+    """The location that custom jobs are created in."""
+    return f"projects/{stack.project}/locations/{stack.region}"
 
 
 def label_value(text: str) -> str:
@@ -46,14 +55,16 @@ def custom_job(spec: JobSpec, stack: StackOutputs, image_uri: str, base_output_d
     from google.cloud.aiplatform_v1 import types
 
     accelerator = spec.accelerator
+    if accelerator is None:
+        raise ValueError(f"{spec.display_name}: a Vertex AI job needs an accelerator")
     machine = types.MachineSpec(machine_type=accelerator.machine_type)
     if accelerator.accelerator_type:
         machine.accelerator_type = types.AcceleratorType[accelerator.accelerator_type]
         machine.accelerator_count = accelerator.accelerator_count
     if accelerator.tpu_topology:
         machine.tpu_topology = accelerator.tpu_topology
-    container = types.ContainerSpec(image_uri=image_uri, command=["python", "-m", spec.entrypoint],
-                                    args=list(spec.args))
+    program, module, entrypoint, *args = spec.command
+    container = types.ContainerSpec(image_uri=image_uri, command=[program, module, entrypoint], args=args)
     # Several GPU replicas: one chief pool and one worker pool; Vertex writes TF_CONFIG for
     # MultiWorkerMirroredStrategy. TPUs and single machines have exactly one pool with one replica.
     pools = [types.WorkerPoolSpec(machine_spec=machine, replica_count=1, container_spec=container)]

@@ -1,26 +1,24 @@
-"""Plan, check and launch training and evaluation runs of an experiment stack.
+"""Launching jobs: one :class:`Launcher` interface, on this machine or on Vertex AI, chosen by ``launcher_for``.
 
-Planning needs nothing but the stack outputs (``--dry-run`` contacts nothing). Before submitting, the checks
-catch what Vertex AI would reject late: accelerator not offered in the stack's region, a batch that does not
-split over the cores and replicas, data or image missing, and a run id that already has a live job.
+A launcher plans a job from what the user asked (``plan_training``, ``plan_evaluation``; ``plan.request()`` is
+exactly what would be started), launches it once its checks pass (the run record is claimed first, then the job
+started and recorded), and reports on runs: their jobs' states and latest metrics, their logs, cancelling them.
+A flag that the chosen backend cannot honour is refused (exit 2) with the flag and the backend named.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Protocol
 
-from jobs.dataset.gcs import split_uri
 from jobs.errors import DetectorError, UsageError
-from jobs.launch.accelerators import AVAILABILITY_AS_OF, PRICES_AS_OF, Accelerator, get_accelerator
-from jobs.launch.backends import Backend, JobInfo
+from jobs.launch.backends import Backend, JobInfo, Watch
 from jobs.launch.builders import ImageRef
-from jobs.launch.jobspec import RUN_ID, JobSpec, image_for
-from jobs.launch.runs import RunRecord, RunStore
-from jobs.presets import get_preset
-from jobs.stack import StackOutputs
+from jobs.launch.jobspec import JobSpec
+from jobs.launch.runs import RunRecord, RunStore, require
+from jobs.runtime.spec import EvalArgs, TrainArgs, flag
 
 
 class PreflightError(DetectorError):
@@ -28,37 +26,49 @@ class PreflightError(DetectorError):
 
 
 class DuplicateRun(DetectorError):
-    """The run id already has a live job; a second one is not started."""
+    """The run already has a live job of that kind; a second one is not started."""
+
+
+class Declined(DetectorError):
+    """The user did not confirm the launch."""
+
+
+class UnsupportedFlag(UsageError):
+    """A flag that the chosen backend cannot honour."""
+
+
+class JobFailed(DetectorError):
+    """A job run on this machine did not succeed; its output, shown as it ran, says why. The exit code is the
+    job's (2: it refused its arguments)."""
+
+    def __init__(self, kind: str, info: JobInfo):
+        super().__init__(f"the {kind} job {info.state.removeprefix('JOB_STATE_').lower()} ({info.error}); "
+                         "its output above says why")
+        self.exit_code = info.exit_code if info.exit_code and info.exit_code > 0 else 1
 
 
 @dataclass(frozen=True)
 class TrainOptions:
-    preset: str
-    accelerator: str
-    replicas: int = 1
+    """What ``train`` was asked for: the trainer's arguments, and (every other field) how to run it on Vertex AI."""
+
+    args: TrainArgs
+    accelerator: str | None = None  # default: vertex.DEFAULT_TRAIN_ACCELERATOR
+    replicas: int | None = None  # default 1
     spot: bool = False
-    steps: int | None = None
-    batch_size: int | None = None
-    run_id: str | None = None
-    data: str | None = None  # gs:// URI, or a folder name under the stack's data prefix
-    init_checkpoint: str | None = None  # default: the preset's Model Garden checkpoint
-    timeout_hours: float = 24.0
-    seed: int = 0
+    run_id: str | None = None  # default: the preset and the time
+    timeout_hours: float | None = None  # default: vertex.DEFAULT_TIMEOUT_HOURS
+    yes: bool = False  # launch without asking
 
 
 @dataclass(frozen=True)
-class Plan:
-    run_id: str
-    spec: JobSpec
-    data_uri: str
-    model_dir: str
-    base_output_dir: str
-    config: dict = field(default_factory=dict)
+class EvalOptions:
+    """What ``evaluate`` was asked for: the evaluator's arguments, and (every other field) the Vertex AI job."""
 
-    def cost(self) -> Cost:
-        hourly = self.spec.accelerator.hourly(self.spec.spot, self.spec.replicas)
-        hours = self.spec.timeout_s / 3600
-        return Cost(hourly, None if hourly is None else hourly * hours, hours)
+    args: EvalArgs
+    run: str | None = None  # the run to follow
+    accelerator: str | None = None  # default: vertex.DEFAULT_EVAL_ACCELERATOR
+    spot: bool = False
+    yes: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,126 +76,186 @@ class Cost:
     hourly: float | None
     ceiling: float | None  # if the job ran until its timeout
     hours: float
-    source: str = PRICES_AS_OF
+    source: str
 
 
-def default_run_id(preset: str, at: datetime | None = None) -> str:
-    stamp = (at or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
-    return f"{preset.removeprefix('retinanet-')}-{stamp}"
+class Plan(Protocol):
+    """A job ready to launch; planning has no side effects."""
+
+    run_id: str | None  # None: the job belongs to no recorded run (an export evaluated on this machine)
+    spec: JobSpec
+
+    def summary(self) -> str: ...
+
+    def cost(self) -> Cost | None:
+        """What the job would cost at most; None on this machine."""
+        ...
+
+    def request(self) -> dict:
+        """Exactly what would be started (the CustomJob request, or the command line): ``--dry-run``."""
+        ...
 
 
-def resolve_data(stack: StackOutputs, data: str | None) -> str:
-    if data is None:
-        return stack.data_uri()
-    return data.rstrip("/") if data.startswith("gs://") else stack.data_uri(data.strip("/"))
+Confirm = Callable[[Plan], bool]  # asked once the checks pass, before a billable job is started
 
 
-def check_placement(accelerator: Accelerator, region: str, replicas: int, batch_size: int) -> None:
-    if region not in accelerator.regions:
-        raise PreflightError(f"{accelerator.name} is not offered for Vertex AI training in {region} (table of "
-                             f"{AVAILABILITY_AS_OF}); it is in: {', '.join(sorted(accelerator.regions))}. Use an "
-                             "experiment stack in one of those regions (`pulumi config set gcp:region …`).")
-    if not 1 <= replicas <= accelerator.max_replicas:
-        raise PreflightError(f"{accelerator.name} takes 1 to {accelerator.max_replicas} replica(s), not {replicas}"
-                             + (" (Vertex TPU jobs have exactly one worker)" if accelerator.device == "tpu" else ""))
-    shards = accelerator.cores * replicas
-    if batch_size % shards:
-        raise PreflightError(f"batch size {batch_size} does not split over the {shards} cores/replicas of "
-                             f"{accelerator.name} x{replicas}; use a multiple of {shards}")
+@dataclass(frozen=True)
+class Launched:
+    plan: Plan
+    job: JobInfo  # live for a Vertex AI job; succeeded for a local one, which ran in the foreground
+    image: ImageRef | None = None  # the image a Vertex AI job runs
 
 
-def plan_training(stack: StackOutputs, options: TrainOptions) -> Plan:
-    preset = get_preset(options.preset)
-    accelerator = get_accelerator(options.accelerator)
-    run_id = options.run_id or default_run_id(preset.name)
-    if not RUN_ID.match(run_id):
-        raise UsageError(f"run id {run_id!r}: use lowercase letters, digits and '-', starting with a letter, "
-                         "at most 50 characters")
-    batch = options.batch_size or preset.batch_size * accelerator.cores * options.replicas
-    check_placement(accelerator, stack.region, options.replicas, batch)
-    steps = options.steps or preset.steps
-    data_uri = resolve_data(stack, options.data)
-    model_dir = stack.checkpoint_uri(run_id)
-    init = options.init_checkpoint if options.init_checkpoint is not None else preset.cloud_checkpoint
-    args = ["--data", data_uri, "--preset", preset.name, "--model-dir", model_dir, "--steps", str(steps),
-            "--batch-size", str(batch), "--device", accelerator.device, "--seed", str(options.seed)]
-    if init:
-        args += ["--init-checkpoint", init]
-    labels = {"experiment": stack.experiment, "run": run_id, "preset": preset.name, "kind": "train"}
-    spec = JobSpec("train", image_for("train", accelerator), tuple(args), accelerator, options.replicas, options.spot,
-                   int(options.timeout_hours * 3600), labels, f"{stack.experiment}-{run_id}-train")
-    config = {"preset": preset.name, "accelerator": accelerator.name, "replicas": options.replicas,
-              "spot": options.spot, "steps": steps, "batch_size": batch, "init_checkpoint": init,
-              "timeout_hours": options.timeout_hours, "seed": options.seed, "model_dir": model_dir}
-    return Plan(run_id, spec, data_uri, model_dir, stack.run_uri(run_id), config)
+@dataclass(frozen=True)
+class RunStatus:
+    record: RunRecord
+    jobs: dict[str, JobInfo]  # kind -> its job now
+    metrics: dict | None  # the latest evaluation
+    model_dir: str  # its checkpoints, and the evaluations in eval/
 
 
-def local_training(preset: str, data: str, model_dir: str, steps: int | None, batch_size: int | None,
-                   init_checkpoint: str | None, device: str, seed: int = 0) -> JobSpec:
-    """The trainer entrypoint's job on this machine: the same arguments a Vertex job gets."""
-    args = ["--data", data, "--preset", get_preset(preset).name, "--model-dir", model_dir, "--device", device,
-            "--seed", str(seed)]
-    for flag, value in (("--steps", steps), ("--batch-size", batch_size), ("--init-checkpoint", init_checkpoint)):
-        if value is not None:
-            args += [flag, str(value)]
-    return JobSpec("train", "trainer", tuple(args), get_accelerator("cpu"), display_name=f"local-{preset}")
+class Launcher(Protocol):
+    backend: str  # "local" or "vertex", named in messages
+
+    def plan_training(self, options: TrainOptions) -> Plan: ...
+
+    def plan_evaluation(self, options: EvalOptions) -> Plan: ...
+
+    def launch(self, plan: Plan, confirm: Confirm | None = None, watch: Watch | None = None) -> Launched:
+        """Check, then start the job once per run. ``confirm`` is asked before a billable job (None: start without
+        asking); ``watch`` sees a local job's output as it runs (JobFailed if it does not succeed)."""
+        ...
+
+    def status(self, run_id: str) -> RunStatus: ...
+
+    def runs(self) -> list[RunStatus]: ...
+
+    def logs(self, run_id: str, kind: str, limit: int) -> Iterator[str]: ...
+
+    def cancel(self, run_id: str) -> list[JobInfo]:
+        """Stop the run's live jobs; their states once asked."""
+        ...
 
 
-def plan_evaluation(stack: StackOutputs, record: RunRecord, accelerator_name: str, spot: bool = False,
-                    timeout_hours: float = 24.0) -> Plan:
-    accelerator = get_accelerator(accelerator_name)
-    check_placement(accelerator, stack.region, 1, accelerator.cores)
-    model_dir = record.config["model_dir"]
-    data_uri = record.dataset["uri"]
-    args = ("--model-dir", model_dir, "--data", data_uri, "--continuous")
-    labels = {"experiment": stack.experiment, "run": record.run_id, "preset": record.preset, "kind": "evaluate"}
-    spec = JobSpec("evaluate", image_for("evaluate", accelerator), args, accelerator, 1, spot,
-                   int(timeout_hours * 3600), labels, f"{stack.experiment}-{record.run_id}-evaluate")
-    return Plan(record.run_id, spec, data_uri, model_dir, stack.run_uri(record.run_id),
-                {"accelerator": accelerator.name, "spot": spot})
+def launcher_for(backend: str | None = None, stack: str | None = None, stack_outputs: Path | None = None,
+                 local_docker: bool = False, runs_dir: Path | None = None) -> Launcher:
+    """The one place that chooses: Vertex AI for an experiment stack (``--stack``, ``--stack-outputs``), else this
+    machine; ``backend`` forces one. Nothing is contacted here."""
+    chosen = backend or ("vertex" if stack or stack_outputs else "local")
+    if chosen == "local":
+        from jobs.launch.local import LocalLauncher
+
+        refuse("local", given({"stack": stack, "stack_outputs": stack_outputs, "local_docker": local_docker}),
+               "an experiment stack and its images are for Vertex AI jobs")
+        return LocalLauncher(runs_dir or Path("."))
+    if chosen == "vertex":
+        from jobs.launch.vertex import VertexLauncher
+        from jobs.stack import load_stack_outputs
+
+        refuse("vertex", given({"runs_dir": runs_dir}), "it lists local runs; the stack's bucket holds these")
+        return VertexLauncher(load_stack_outputs(stack, stack_outputs), local_docker=local_docker)
+    raise UsageError(f"--backend {backend}: choose local or vertex")
 
 
-def dataset_summary(storage_client, data_uri: str) -> dict:
-    """``dataset.json`` of the prepared data in the bucket; a PreflightError when it is not there."""
-    bucket, prefix = split_uri(data_uri)
-    blob = storage_client.bucket(bucket).get_blob(f"{prefix}/dataset.json".lstrip("/"))
-    if blob is None:
-        raise PreflightError(f"no prepared data at {data_uri} (dataset.json missing): run "
-                             f"`python -m jobs data prepare … --out {data_uri}` first")
-    return json.loads(blob.download_as_text())
+def given(values: dict[str, object]) -> list[str]:
+    """The flags of the values that were given (not None, not False)."""
+    return [flag(name) for name, value in values.items() if value is not None and value is not False]
+
+
+def changed(options: object, names: tuple[str, ...] | None = None) -> list[str]:
+    """The flags of a dataclass's fields (all, or ``names``) that differ from their defaults."""
+    return [flag(item.name) for item in fields(options) if (names is None or item.name in names)
+            and getattr(options, item.name) != item.default]
+
+
+def refuse(backend: str, flags: list[str], reason: str) -> None:
+    """A UsageError (exit 2) naming the flags that ``backend`` cannot honour, if any were given."""
+    if flags:
+        them = "it" if len(flags) == 1 else "them"
+        raise UnsupportedFlag(f"{', '.join(flags)}: the {backend} backend cannot honour {them} ({reason}); "
+                              f"remove {them}")
+
+
+def vertex_only(options: TrainOptions | EvalOptions) -> list[str]:
+    """The Vertex AI fields of the options that were given (every field but the job's arguments)."""
+    return changed(options, tuple(item.name for item in fields(options) if item.name != "args"))
+
+
+def job_state(backend: Backend, record: RunRecord, kind: str) -> JobInfo:
+    """The run's ``kind`` job now: how it ended where its launcher recorded that (a local job), else asked."""
+    name = record.jobs[kind]
+    ended = record.ended.get(kind)
+    if ended and ended["name"] == name:
+        return JobInfo(**ended)
+    return backend.get(name)
 
 
 def guard_live(backend: Backend, record: RunRecord | None, kind: str) -> None:
     if record is None or kind not in record.jobs:
         return
-    info = backend.get(record.jobs[kind])
+    info = job_state(backend, record, kind)
     if info.live:
         raise DuplicateRun(f"run {record.run_id} already has a live {kind} job {info.name} ({info.state}); "
                            f"follow it with `runs show {record.run_id}`, or cancel it with `runs cancel "
                            f"{record.run_id}` before launching again")
 
 
-def launch(plan: Plan, stack: StackOutputs, backend: Backend, store: RunStore, image: ImageRef,
-           dataset: dict) -> tuple[RunRecord, JobInfo]:
-    """Submit the planned job once per run id, and record it in ``runs/<run-id>/run.json``."""
-    record, generation = store.load(plan.run_id)
-    guard_live(backend, record, plan.spec.kind)
-    if record is None:
-        if plan.spec.kind != "train":
-            raise PreflightError(f"no run {plan.run_id} in {stack.runs_prefix}: see `runs list`")
-        record = RunRecord(plan.run_id, stack.experiment, plan.config["preset"], plan.spec.accelerator.name)
-    if plan.spec.kind == "train":
-        record.config = plan.config
-        record.dataset = {"uri": plan.data_uri, "content_hash": dataset.get("content_hash"),
-                          "classes": [c["name"] for c in dataset.get("classes", [])]}
-    record.images[image.name] = {"ref": image.ref, "digest": image.digest}
-    generation = store.save(record, generation)  # claims the run id before anything is submitted
-    info = backend.submit(plan.spec, image.ref, plan.base_output_dir)
+def start(backend: Backend, store: RunStore, plan: Plan, record: RunRecord, generation: int, image_uri: str,
+          base_output_dir: str) -> JobInfo:
+    """Claim the run (its record saved before anything starts), start the job, record its name."""
+    generation = store.save(record, generation)
+    info = backend.submit(plan.spec, image_uri, base_output_dir)
     record.jobs[plan.spec.kind] = info.name
+    record.ended.pop(plan.spec.kind, None)
     store.save(record, generation)
-    return record, info
+    return info
 
 
-def job_id(name: str) -> str:
-    match = re.search(r"customJobs/(\d+)$", name)
-    return match.group(1) if match else name
+def record_end(store: RunStore, run_id: str, kind: str, info: JobInfo, metrics: dict | None) -> None:
+    """Note how a local job ended (and an evaluation's metrics), on the record as it is now: ``runs show`` may
+    have written it meanwhile."""
+    record, generation = require(store, run_id)
+    record.ended[kind] = asdict(info)
+    if metrics:
+        record.metrics = metrics
+    store.save(record, generation)
+
+
+ModelDirOf = Callable[[RunRecord], str]  # where a run's checkpoints are
+MetricsIn = Callable[[str], dict | None]  # the latest evaluation of a model dir (its eval/metrics.json)
+
+
+def run_status(backend: Backend, store: RunStore, run_id: str, model_dir_of: ModelDirOf,
+               latest: MetricsIn) -> RunStatus:
+    """The run's jobs now and its latest evaluation, copied into the record as it comes."""
+    record, generation = require(store, run_id)
+    jobs = {kind: job_state(backend, record, kind) for kind in record.jobs}
+    model_dir = model_dir_of(record)
+    metrics = latest(model_dir)
+    if metrics and metrics.get("step") != record.metrics.get("step"):
+        record.metrics = metrics
+        store.save(record, generation)
+    return RunStatus(record, jobs, metrics or record.metrics or None, model_dir)
+
+
+def all_runs(backend: Backend, store: RunStore, model_dir_of: ModelDirOf) -> list[RunStatus]:
+    """Every run with its jobs now and the metrics its record holds."""
+    return [RunStatus(record, {kind: job_state(backend, record, kind) for kind in record.jobs},
+                      record.metrics or None, model_dir_of(record)) for record in store.list()]
+
+
+def job_name(store: RunStore, run_id: str, kind: str) -> str:
+    record, _ = require(store, run_id)
+    if kind not in record.jobs:
+        raise UsageError(f"run {run_id} has no {kind} job (it has: {', '.join(record.jobs) or 'none'})")
+    return record.jobs[kind]
+
+
+def cancel_jobs(backend: Backend, store: RunStore, run_id: str) -> list[JobInfo]:
+    record, _ = require(store, run_id)
+    cancelled = []
+    for kind in record.jobs:
+        info = job_state(backend, record, kind)
+        if info.live and info.state != "JOB_STATE_CANCELLING":
+            cancelled.append(backend.cancel(info.name))
+    return cancelled

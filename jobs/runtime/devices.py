@@ -8,8 +8,7 @@ import os
 import tensorflow as tf
 
 from jobs.errors import DetectorError, UsageError
-
-DEVICES = ("auto", "cpu", "gpu", "tpu")
+from jobs.runtime.spec import DEVICES
 
 
 class NoDevice(DetectorError):

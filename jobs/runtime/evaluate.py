@@ -9,7 +9,6 @@ a training run checkpoint by checkpoint until its last step.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -30,7 +29,7 @@ from jobs.report.matching import analyze
 from jobs.report.render import render_report
 from jobs.runtime.experiment import load_spec, read_dataset
 from jobs.runtime.inference import CheckpointDetector, Detections, decode_image, load_detector, read_model_info
-from jobs.runtime.spec import TrainSpec
+from jobs.runtime.spec import EvalArgs, ProgressEvent, TrainSpec
 
 EVAL_DIR = "eval"
 EVAL_KIND = "evaluation"  # the kind of output folder (jobs.io)
@@ -251,14 +250,16 @@ def _write(eval_dir: str, metrics: dict, ground_truth: dict, detections: list[di
 
 
 def evaluate_continuously(model_dir: str, data_dir: str | None = None, timeout_s: float = 3600,
-                          on_result: Callable[[EvalResult], None] | None = None) -> list[EvalResult]:
+                          on_result: Callable[[EvalResult], None] | None = None, split: str = "val",
+                          score_threshold: float | None = None) -> list[EvalResult]:
     """Evaluate each new checkpoint until the run's last step is evaluated (or none comes for ``timeout_s``)."""
     results = []
     spec = load_spec(model_dir)
     match_classes(run_label_map(spec), data_dir or spec.data_dir, f"the model in {model_dir}")  # before waiting
     final_step = spec.steps
     for checkpoint in tf.train.checkpoints_iterator(model_dir, min_interval_secs=5, timeout=timeout_s):
-        result = evaluate_checkpoint(model_dir, data_dir, checkpoint=checkpoint)
+        result = evaluate_checkpoint(model_dir, data_dir, split, checkpoint,
+                                     score_threshold=score_threshold)
         results.append(result)
         if on_result:
             on_result(result)
@@ -268,35 +269,26 @@ def evaluate_continuously(model_dir: str, data_dir: str | None = None, timeout_s
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model-dir", default=os.environ.get("AIP_MODEL_DIR"))
-    parser.add_argument("--model", help="an export folder (SavedModel or TFLite) instead of a checkpoint")
-    parser.add_argument("--data", help="prepared data dir (default: the one the run trained on)")
-    parser.add_argument("--split", default="val")
-    parser.add_argument("--score-threshold", type=float, help="for P, R and the pictures (default: best F1)")
-    parser.add_argument("--continuous", action="store_true")
-    parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for a new checkpoint")
-    args = parser.parse_args(argv)
-    if not args.model_dir and not args.model:
-        parser.error("--model-dir (or --model) is required outside Vertex AI")
+    def emit(event: ProgressEvent) -> None:
+        print(event.to_line(), file=sys.__stdout__, flush=True)
 
-    def show(result: EvalResult) -> None:
-        metrics = result.metrics
-        summary, overall = metrics["summary"], metrics["all"]
-        line = f"step {result.step}: AP {summary['AP']:.3f} AP50 {summary['AP50']:.3f}"
-        if overall["P"] is not None:
-            line += f" P {overall['P']:.3f} R {overall['R']:.3f} at score {metrics['threshold']['score']:.2f}"
-        if metrics.get("baseline"):
-            line += f" (float checkpoint: AP {metrics['baseline']['AP']:.3f} AP50 {metrics['baseline']['AP50']:.3f})"
-        print(f"{line}; report {result.eval_dir}/report.html", flush=True)
+    def progress(done: int, total: int) -> None:  # about a hundred events an evaluation, however many images
+        if done == total or done % max(1, total // 100) == 0:
+            emit(ProgressEvent("evaluate", done, total))
+
+    def evaluated(result: EvalResult) -> None:
+        emit(ProgressEvent("evaluated", result.step, result.step, path=result.eval_dir))
 
     try:
+        args = EvalArgs.from_argv(argv)
         if args.model:
-            show(evaluate_export(args.model, args.data, args.split, score_threshold=args.score_threshold))
+            evaluated(evaluate_export(args.model, args.data, args.split, progress, args.score_threshold))
         elif args.continuous:
-            evaluate_continuously(args.model_dir, args.data, args.timeout, show)
+            evaluate_continuously(args.model_dir, args.data, args.timeout, evaluated, args.split,
+                                  args.score_threshold)
         else:
-            show(evaluate_checkpoint(args.model_dir, args.data, args.split, score_threshold=args.score_threshold))
+            evaluated(evaluate_checkpoint(args.model_dir, args.data, args.split, progress=progress,
+                                          score_threshold=args.score_threshold))
     except (DetectorError, FileNotFoundError) as err:  # one line for the user (or the job's log), no traceback
         print(f"error: {err}", file=sys.stderr, flush=True)
         os._exit(getattr(err, "exit_code", 1))

@@ -1,22 +1,209 @@
-"""What a training run is: a preset plus the few overrides a user gives, saved as ``experiment.json``.
+"""What a job is: a training run's spec, the arguments a job is started with, and the progress it reports.
 
-The spec is written into the model dir at the start of training, so evaluation, export and a resumed run
-rebuild exactly the same Model Garden experiment from the model dir alone. No TensorFlow here: the CLI checks a
-resume against the saved spec before the trainer (and TensorFlow) starts.
+``TrainSpec`` (a preset plus the few overrides a user gives) is saved as ``experiment.json`` in the model dir at the
+start of training, so evaluation, export and a resumed run rebuild exactly the same Model Garden experiment from
+the model dir alone. ``TrainArgs`` and ``EvalArgs`` are the two entrypoints' arguments: the CLI and the launchers
+build them, ``to_argv`` writes them into the job (a Vertex AI container's args, a local subprocess), ``from_argv``
+reads them back there. A job reports ``ProgressEvent``s, one JSON line each on its stdout. No TensorFlow here:
+the CLI checks a resume against the saved spec before the trainer (and TensorFlow) starts.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-from dataclasses import asdict, dataclass, replace
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import ClassVar, Self, get_args, get_type_hints
 
 from jobs.errors import UsageError
 from jobs.io import OutputRefused, refuse_inputs, resolved
 
 SPEC_FILE = "experiment.json"
-PROGRESS_PREFIX = "progress:"  # the trainer's progress lines; the local backend parses them
+RUN_RECORD = "run.json"  # a local run's record in its model dir (jobs.launch.runs)
 MODEL_GARDEN_LIMIT = 100  # Model Garden's default max_num_instances: more boxes per image are silently cut
+DEVICES = ("auto", "cpu", "gpu", "tpu")
+
+
+def job_log(kind: str) -> str:
+    """The file in a local run's model dir that keeps the output of its ``kind`` job."""
+    return f"{kind}-job.log"
+
+
+def launcher_file(name: str) -> bool:
+    """Written into a model dir by the local launcher before the trainer starts (the run record, also while it is
+    being replaced, and the job's log): a folder holding only these still counts as new."""
+    return name in (RUN_RECORD, job_log("train")) or name.startswith(f".{RUN_RECORD}")
+
+
+def flag(name: str) -> str:
+    """The command-line flag of an argument field: ``batch_size`` -> ``--batch-size`` (typer derives the same)."""
+    return "--" + name.replace("_", "-")
+
+
+class JobArgs:
+    """A frozen dataclass of one entrypoint's flags, one field per flag; ``help`` and ``env`` (a default read from
+    the environment) in the field's metadata. ``to_argv`` writes every field that is set; ``from_argv`` reads them."""
+
+    KIND: ClassVar[str]  # "train" or "evaluate"
+    ENTRYPOINT: ClassVar[str]  # the module a job runs: python -m ENTRYPOINT
+
+    def to_argv(self) -> list[str]:
+        argv: list[str] = []
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if value is None or value is False:
+                continue
+            argv += [flag(item.name)] if value is True else [flag(item.name), str(value)]
+        return argv
+
+    @classmethod
+    def from_argv(cls, argv: Sequence[str] | None = None) -> Self:
+        """The arguments of ``argv`` (default: ``sys.argv[1:]``): argparse exits 2 on a malformed flag, ``check``
+        raises a UsageError (exit 2) for arguments a job cannot run with."""
+        namespace = cls.parser().parse_args(argv)
+        return cls(**vars(namespace)).check()
+
+    @classmethod
+    def parser(cls) -> argparse.ArgumentParser:
+        parser = argparse.ArgumentParser(prog=f"python -m {cls.ENTRYPOINT}", description=cls.__doc__)
+        hints = get_type_hints(cls)
+        for item in fields(cls):
+            kind = next(t for t in (get_args(hints[item.name]) or (hints[item.name],)) if t is not type(None))
+            options: dict = {"dest": item.name, "help": item.metadata.get("help")}
+            if kind is bool:
+                options["action"] = "store_true"
+            else:
+                options["type"] = kind
+                options["choices"] = item.metadata.get("choices")
+                if item.default is MISSING:
+                    options["required"] = True
+                else:
+                    env = item.metadata.get("env")
+                    options["default"] = os.environ.get(env, item.default) if env else item.default
+            parser.add_argument(flag(item.name), **options)
+        return parser
+
+    def check(self) -> Self:
+        """These arguments, if a job can run with them; else a UsageError that says what is missing."""
+        return self
+
+    @classmethod
+    def describe(cls, name: str) -> str | None:
+        """The help of a field's flag (the CLI shows the same)."""
+        return next(item.metadata.get("help") for item in fields(cls) if item.name == name)
+
+
+@dataclass(frozen=True)
+class TrainArgs(JobArgs):
+    """Train a Model Garden RetinaNet from a preset (the trainer image runs ``python -m jobs.runtime.train``).
+
+    ``None`` is "not given": a launcher fills data, model dir, batch and device where it decides them.
+    """
+
+    KIND: ClassVar[str] = "train"
+    ENTRYPOINT: ClassVar[str] = "jobs.runtime.train"
+
+    preset: str = field(metadata={"help": "see `python -m jobs presets`"})
+    data: str | None = field(default=None, metadata={"help": "prepared data dir (local or gs://)"})
+    # Vertex AI sets AIP_MODEL_DIR to <baseOutputDirectory>/model/ when a CustomJob has a base output directory
+    # (CustomJobSpec.base_output_directory, Vertex AI v1 API reference); our launcher passes --model-dir anyway.
+    model_dir: str | None = field(default=None, metadata={
+        "help": "checkpoints and summaries (default: $AIP_MODEL_DIR on Vertex AI)", "env": "AIP_MODEL_DIR"})
+    steps: int | None = field(default=None, metadata={"help": "default: the preset's"})
+    batch_size: int | None = field(default=None, metadata={"help": "global batch (default: the preset's)"})
+    init_checkpoint: str | None = field(default=None, metadata={"help": "a checkpoint or .tar.gz to start from"})
+    seed: int = field(default=0, metadata={"help": "weights, data order and augmentation"})
+    device: str = field(default="auto", metadata={"help": "auto (a GPU if TensorFlow sees one), cpu, gpu or tpu",
+                                                  "choices": DEVICES})
+
+    def check(self) -> TrainArgs:
+        if self.device not in DEVICES:
+            raise UsageError(f"--device {self.device}: choose one of {', '.join(DEVICES)}")
+        missing = [flag(name) for name in ("data", "model_dir") if not getattr(self, name)]
+        if missing:
+            raise UsageError(f"training needs {' and '.join(missing)}"
+                             + (" (on Vertex AI, $AIP_MODEL_DIR stands in for --model-dir)"
+                                if "--model-dir" in missing else ""))
+        return self
+
+
+@dataclass(frozen=True)
+class EvalArgs(JobArgs):
+    """Evaluate a training run's checkpoint or an exported model (the evaluator image runs
+    ``python -m jobs.runtime.evaluate``)."""
+
+    KIND: ClassVar[str] = "evaluate"
+    ENTRYPOINT: ClassVar[str] = "jobs.runtime.evaluate"
+
+    model_dir: str | None = field(default=None, metadata={"help": "a model dir written by `train`"})
+    model: str | None = field(default=None, metadata={"help": "an export folder (SavedModel or TFLite) instead"})
+    data: str | None = field(default=None, metadata={"help": "prepared data dir (default: the one it trained on)"})
+    split: str = field(default="val", metadata={"help": "prepared split to evaluate on"})
+    score_threshold: float | None = field(default=None, metadata={"help": "for P, R and the pictures (default: "
+                                                                          "best F1)"})
+    continuous: bool = field(default=False, metadata={"help": "follow new checkpoints until the run's last step"})
+    timeout: float = field(default=3600.0, metadata={"help": "--continuous: seconds to wait for a new checkpoint"})
+
+    def check(self) -> EvalArgs:
+        if bool(self.model_dir) == bool(self.model):
+            raise UsageError("give --model-dir (a training run) or --model (an export)")
+        if self.continuous and self.model:
+            raise UsageError("--continuous follows a training run: use it with --model-dir")
+        return self
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """How far a job is, one JSON line on its stdout (``to_line``; ``from_line`` is the one parser).
+
+    ``stage``: ``train`` (done and total count steps, with the loss), ``evaluate`` (images), ``evaluated`` (an
+    evaluation is written: done is its step, ``path`` its folder, with ``metrics.json`` and ``report.html``).
+    ``message`` repeats it as a sentence for a person reading the job's log.
+    """
+
+    STAGES: ClassVar[tuple[str, ...]] = ("train", "evaluate", "evaluated")
+    TAG: ClassVar[str] = "detector.progress"  # the "event" of every line: tells ours from other JSON output
+
+    stage: str
+    done: int
+    total: int
+    loss: float | None = None
+    path: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.stage not in self.STAGES:
+            raise ValueError(f"progress stage {self.stage!r} is not one of {', '.join(self.STAGES)}")
+        if self.loss is not None and not math.isfinite(self.loss):
+            object.__setattr__(self, "loss", None)  # JSON has no NaN: a loss not known yet is null
+
+    @property
+    def message(self) -> str:
+        if self.stage == "train":
+            loss = "" if self.loss is None else f" loss {self.loss:.5f}"
+            return f"step {self.done}/{self.total}{loss}"
+        if self.stage == "evaluate":
+            return f"evaluated {self.done}/{self.total} images"
+        return f"evaluated step {self.done}: {self.path}/report.html"
+
+    def to_line(self) -> str:
+        return json.dumps({"event": self.TAG, **asdict(self), "message": self.message}, allow_nan=False)
+
+    @classmethod
+    def from_line(cls, line: str) -> ProgressEvent | None:
+        """The event on ``line``, or None for any other output line."""
+        if not line.startswith("{"):
+            return None
+        try:
+            data = json.loads(line)
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or data.get("event") != cls.TAG:
+            return None
+        return cls(**{item.name: data.get(item.name) for item in fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -110,15 +297,17 @@ def _names(names: list[str], shown: int = 5) -> str:
 
 
 def check_model_dir(model_dir: str, data_dir: str) -> None:
-    """A local model dir is new, empty or a training run's (its ``experiment.json``), and holds no input: training
-    never writes checkpoints among files it did not write. (A ``gs://`` one lies in the run's own prefix.)"""
+    """A local model dir is new, empty (but for what the local launcher wrote there) or a training run's (its
+    ``experiment.json``), and holds no input: training never writes checkpoints among files it did not write.
+    (A ``gs://`` one lies in the run's own prefix.)"""
     if "://" in model_dir:
         return
     folder = resolved(model_dir)
     refuse_inputs(folder, [Path(data_dir)] if "://" not in data_dir else [], "--model-dir")
     if folder.exists() and not folder.is_dir():
         raise OutputRefused(f"--model-dir {folder} is a file, not a folder: choose a folder name")
-    if folder.is_dir() and not (folder / SPEC_FILE).is_file() and any(folder.iterdir()):
+    if folder.is_dir() and not (folder / SPEC_FILE).is_file() and any(
+            not launcher_file(path.name) for path in folder.iterdir()):
         raise OutputRefused(f"--model-dir {folder} holds files and no {SPEC_FILE}: it is not a model dir of this "
                             "tool; choose a new or empty folder")
 

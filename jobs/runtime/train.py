@@ -6,7 +6,6 @@ model dir (a Spot preemption, a worker restart, a second local call) it resumes 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import re
@@ -21,7 +20,7 @@ from jobs.errors import DetectorError
 from jobs.runtime import devices
 from jobs.runtime.checkpoints import resolve_init_checkpoint
 from jobs.runtime.experiment import build_experiment, load_spec, make_spec, save_spec
-from jobs.runtime.spec import PROGRESS_PREFIX, SPEC_FILE, TrainSpec, check_model_dir, resume
+from jobs.runtime.spec import SPEC_FILE, ProgressEvent, TrainArgs, TrainSpec, check_model_dir, resume
 
 TrainProgress = Callable[[int, int, float], None]  # (step, total steps, loss)
 
@@ -86,9 +85,9 @@ def train(spec: TrainSpec, model_dir: str, device: str = "auto", progress: Train
 
 
 def print_progress(step: int, total: int, loss: float) -> None:
-    """One parsable line per training loop on the process's stdout, even while Orbit's output goes to train.log
-    (the local backend draws its progress bar from these)."""
-    print(f"{PROGRESS_PREFIX} step={step} total={total} loss={loss:.5f}", file=sys.__stdout__, flush=True)
+    """One progress event per training loop on the process's stdout, even while Orbit's output goes to train.log
+    (the local launcher draws its progress bar from these)."""
+    print(ProgressEvent("train", step, total, loss).to_line(), file=sys.__stdout__, flush=True)
 
 
 @contextlib.contextmanager
@@ -99,20 +98,8 @@ def _log_to(model_dir: str) -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", required=True, help="prepared data dir (local or gs://)")
-    parser.add_argument("--preset", required=True)
-    parser.add_argument("--model-dir", default=os.environ.get("AIP_MODEL_DIR"),
-                        help="checkpoints and summaries (default: $AIP_MODEL_DIR on Vertex)")
-    parser.add_argument("--steps", type=int)
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--init-checkpoint")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", choices=devices.DEVICES, default="auto")
-    args = parser.parse_args(argv)
-    if not args.model_dir:
-        parser.error("--model-dir is required outside Vertex AI")
     try:
+        args = TrainArgs.from_argv(argv)
         spec = resolve_spec(args.model_dir, make_spec(args.preset, args.data, args.steps, args.batch_size,
                                                       args.init_checkpoint, devices.precision_for(args.device),
                                                       args.seed))

@@ -17,6 +17,7 @@ pytest_plugins = ["evaluation_fixtures"]
 
 
 def _prepare(demo_run, out, rename=None, label_map=None):
+    from jobs.dataset.pipeline import CheckOptions
     from jobs.dataset.prepare import PrepareOptions, prepare
 
     labels = demo_run.paths["labels (VoTT CSV)"]
@@ -26,7 +27,7 @@ def _prepare(demo_run, out, rename=None, label_map=None):
         labels = out.parent / f"{out.name}.csv"
         with labels.open("w", newline="", encoding="utf-8") as stream:
             csv.writer(stream).writerows([header, *([*row[:5], rename.get(row[5], row[5])] for row in rows)])
-    prepare(PrepareOptions(labels, demo_run.paths["synthetic images"], out, label_map=label_map))
+    prepare(PrepareOptions(CheckOptions(labels, demo_run.paths["synthetic images"], label_map=label_map), out))
     return out
 
 
@@ -73,7 +74,7 @@ def test_the_same_names_under_other_ids_are_scored_by_name(demo_run, model_dir, 
     assert sorted(names[0]) == sorted(names[1]), "the split changed with the ids: no like-for-like comparison"
 
     result = evaluate_checkpoint(str(model_dir), str(reordered))
-    expected = demo_run.evaluation.metrics
+    expected = demo_run.metrics
     assert result.metrics["data"] == str(reordered)
     for name, entry in expected["per_class"].items():
         assert result.metrics["per_class"][name]["AP"] == pytest.approx(entry["AP"], abs=1e-6), name

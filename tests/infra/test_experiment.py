@@ -17,13 +17,13 @@ from pulumi_harness import (
     platform_config,
 )
 
+from jobs.stack import StackOutputs
+
 pytest_plugins = ["pulumi_fixtures"]
 
 BUCKET = "gcp:storage/bucket:Bucket"
 ACCOUNT = "gcp:serviceaccount/account:Account"
 STACK_REFERENCE = "pulumi:pulumi:StackReference"
-REQUIRED_OUTPUTS = {"project", "region", "bucket", "dataPrefix", "runsPrefix", "jobServiceAccount",
-                    "repositoryUrl", "tensorboard", "experiment"}
 
 
 def grants(deployment: Deployment) -> set[tuple[str, str, str, str]]:
@@ -106,21 +106,21 @@ def test_reads_the_platform_through_one_stack_reference(experiment: Deployment, 
 
 
 def test_outputs_are_everything_a_launch_needs(experiment: Deployment) -> None:
-    assert set(experiment.outputs) >= REQUIRED_OUTPUTS
-    assert experiment.outputs == {
-        "role": "experiment",
-        "experiment": "exp-coco",
-        "project": PROJECT,
-        "region": REGION,
-        "bucket": "acme-ml-detector-exp-coco",
-        "dataPrefix": "gs://acme-ml-detector-exp-coco/data",
-        "runsPrefix": "gs://acme-ml-detector-exp-coco/runs",
-        "checkpointsPrefix": "gs://acme-ml-detector-exp-coco/checkpoints",
-        "jobServiceAccount": "detector-exp-coco@acme-ml.iam.gserviceaccount.com",
-        "repositoryUrl": f"{REGION}-docker.pkg.dev/{PROJECT}/detector-platform",
-        "tensorboard": "projects/acme-ml/locations/us-central1/tensorboards/4242424242",
-        "platformStack": PLATFORM_STACK,
-    }
+    """The launcher reads the outputs the program exports (the names are defined once, in jobs.stack)."""
+    launch = StackOutputs.from_outputs(experiment.outputs, "exp-coco")
+    assert launch == StackOutputs(
+        experiment="exp-coco",
+        project=PROJECT,
+        region=REGION,
+        bucket="acme-ml-detector-exp-coco",
+        data_prefix="gs://acme-ml-detector-exp-coco/data",
+        runs_prefix="gs://acme-ml-detector-exp-coco/runs",
+        checkpoints_prefix="gs://acme-ml-detector-exp-coco/checkpoints",
+        job_service_account="detector-exp-coco@acme-ml.iam.gserviceaccount.com",
+        repository_url=f"{REGION}-docker.pkg.dev/{PROJECT}/detector-platform",
+        tensorboard="projects/acme-ml/locations/us-central1/tensorboards/4242424242",
+    )
+    assert experiment.outputs == launch.to_outputs() | {"platformStack": PLATFORM_STACK}
 
 
 def test_two_experiments_share_nothing_writable(experiment: Deployment, other_experiment: Deployment) -> None:

@@ -41,7 +41,7 @@ def test_times_and_pycache_do_not_matter(tree):
 
 
 @pytest.mark.parametrize("changed", ["jobs/metrics.py", "requirements.txt", "images/trainer/Dockerfile",
-                                     "pyproject.toml", "images/dev-only.txt"])
+                                     "jobs/runtime/train.py", "images/dev-only.txt"])
 def test_a_change_to_what_goes_in_changes_the_tag(tree, changed):
     before = build_context("trainer", tree)
     with (tree / changed).open("a") as stream:
@@ -49,7 +49,7 @@ def test_a_change_to_what_goes_in_changes_the_tag(tree, changed):
     assert build_context("trainer", tree).tag != before.tag
 
 
-@pytest.mark.parametrize("changed", ["tests/test_cli.py", "images/evaluator/Dockerfile"])
+@pytest.mark.parametrize("changed", ["tests/test_cli.py", "images/evaluator/Dockerfile", "pyproject.toml"])
 def test_files_that_do_not_go_in_leave_the_tag_alone(tree, changed):
     before = build_context("trainer", tree)
     with (tree / changed).open("a") as stream:

@@ -14,24 +14,26 @@ import time
 import pytest
 
 from jobs.launch.context import REPO_ROOT
+from jobs.runtime.spec import ProgressEvent, TrainArgs
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
+    from jobs.dataset.pipeline import CheckOptions
     from jobs.dataset.prepare import PrepareOptions, prepare
     from jobs.dataset.synthetic import make_dataset
 
     root = tmp_path_factory.mktemp("resume")
     synthetic = make_dataset(root / "synthetic", count=60, seed=2)
-    prepare(PrepareOptions(synthetic.labels_csv, synthetic.images_dir, root / "data"))
+    prepare(PrepareOptions(CheckOptions(synthetic.labels_csv, synthetic.images_dir), root / "data"))
     return root / "data"
 
 
-def trainer(data, model_dir, steps, *extra) -> list[str]:
-    return [sys.executable, "-m", "jobs.runtime.train", "--data", str(data), "--preset", "retinanet-tiny-128",
-            "--model-dir", str(model_dir), "--steps", str(steps), "--batch-size", "4", "--device", "cpu", *extra]
+def trainer(data, model_dir, steps, init_checkpoint=None) -> list[str]:
+    args = TrainArgs("retinanet-tiny-128", str(data), str(model_dir), steps, 4, init_checkpoint, device="cpu")
+    return [sys.executable, "-m", TrainArgs.ENTRYPOINT, *args.to_argv()]
 
 
 def checkpoint_step(model_dir) -> int:
@@ -40,7 +42,8 @@ def checkpoint_step(model_dir) -> int:
 
 
 def losses(output: str) -> list[float]:
-    return [float(m) for m in re.findall(r"^progress: step=\d+ total=\d+ loss=([\d.]+)$", output, re.M)]
+    events = [ProgressEvent.from_line(line) for line in output.splitlines()]
+    return [event.loss for event in events if event is not None and event.loss is not None]
 
 
 def test_kill_9_after_a_checkpoint_then_relaunch_continues_from_it(data, tmp_path):
@@ -77,6 +80,6 @@ def test_init_checkpoint_from_a_tar_gz_archive(data, tmp_path):
             tar.add(path, arcname=f"model/{path.name}")
     scratch = subprocess.run(trainer(data, tmp_path / "scratch", 50), cwd=REPO_ROOT, capture_output=True,
                              text=True, check=True, timeout=300)
-    warm = subprocess.run(trainer(data, tmp_path / "warm", 50, "--init-checkpoint", str(archive)),
+    warm = subprocess.run(trainer(data, tmp_path / "warm", 50, str(archive)),
                           cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=300)
     assert losses(warm.stdout)[-1] < losses(scratch.stdout)[-1]

@@ -22,6 +22,7 @@ PRESET = "retinanet-tiny-128"
 
 
 def _prepare(synthetic, out, keep=lambda row: True, rename=None):
+    from jobs.dataset.pipeline import CheckOptions
     from jobs.dataset.prepare import PrepareOptions, prepare
 
     with synthetic.labels_csv.open(newline="", encoding="utf-8") as stream:
@@ -30,7 +31,7 @@ def _prepare(synthetic, out, keep=lambda row: True, rename=None):
     labels = out.parent / f"{out.name}.csv"
     with labels.open("w", newline="", encoding="utf-8") as stream:
         csv.writer(stream).writerows([header, *rows])
-    prepare(PrepareOptions(labels, synthetic.images_dir, out))
+    prepare(PrepareOptions(CheckOptions(labels, synthetic.images_dir), out))
     return out
 
 
@@ -117,13 +118,16 @@ def test_cli_refuses_another_batch_size_before_starting_the_trainer(datasets, tm
 
 
 def test_trainer_entrypoint_refuses_other_classes_with_exit_2_through_the_local_backend(datasets, tmp_path):
-    from jobs.launch.backends import LocalBackend
-    from jobs.launch.launcher import local_training
+    from jobs.launch.backends import LocalBackend, Watch
+    from jobs.launch.jobspec import JobSpec
+    from jobs.runtime.spec import TrainArgs
 
     model_dir = _model_dir(tmp_path, _spec(datasets["data"]))
     lines: list[str] = []
-    job = local_training(PRESET, str(datasets["renamed"]), str(model_dir), 10, 4, None, "cpu")
-    info = LocalBackend(lines.append).submit(job, image_uri="", base_output_dir=str(model_dir))
+    backend = LocalBackend()
+    args = TrainArgs(PRESET, str(datasets["renamed"]), str(model_dir), 10, 4, device="cpu")
+    started = backend.submit(JobSpec(args), image_uri="", base_output_dir="")
+    info = backend.follow(started.name, Watch(line=lines.append, error=lines.append))
     assert info.exit_code == 2 and info.state == "JOB_STATE_FAILED"
     errors = [line for line in lines if line.startswith("error:")]
     assert len(errors) == 1, lines

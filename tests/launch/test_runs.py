@@ -1,11 +1,11 @@
-"""Run records: a write-once claim that two racing launchers cannot both win."""
+"""Run records: a write-once claim that two racing launchers cannot both win, in a bucket or a model dir."""
 
 from __future__ import annotations
 
 import pytest
 from google.api_core.exceptions import PreconditionFailed
 
-from jobs.launch.runs import RunConflict, RunRecord, RunStore
+from jobs.launch.runs import BucketRunStore, ModelDirRunStore, RunConflict, RunRecord
 
 
 class GenerationStore:
@@ -51,15 +51,26 @@ class _Blob:
         self.store.objects[self.name] = (data, current + 1)
 
 
-def test_second_launcher_with_a_stale_read_loses():
-    store = RunStore("gs://b/runs", client=GenerationStore())
-    seen_by_a = store.load("r")
-    seen_by_b = store.load("r")
+@pytest.mark.parametrize("where", ["bucket", "model dir"])
+def test_second_launcher_with_a_stale_read_loses(where, tmp_path):
+    store = BucketRunStore("gs://b/runs", client=GenerationStore()) if where == "bucket" \
+        else ModelDirRunStore(tmp_path)
+    run = "r" if where == "bucket" else str(tmp_path / "r")
+    seen_by_a = store.load(run)
+    seen_by_b = store.load(run)
     assert seen_by_a == seen_by_b == (None, 0)
-    generation = store.save(RunRecord("r", "exp", "p", "tpu-v3-8"), seen_by_a[1])
-    with pytest.raises(RunConflict, match="run r was changed by another launcher"):
-        store.save(RunRecord("r", "exp", "p", "gpu-t4-1"), seen_by_b[1])
-    record, stored_generation = store.load("r")
+    generation = store.save(RunRecord(run, "exp", "p", "tpu-v3-8"), seen_by_a[1])
+    with pytest.raises(RunConflict, match=f"run {run} was changed by another launcher"):
+        store.save(RunRecord(run, "exp", "p", "gpu-t4-1"), seen_by_b[1])
+    record, stored_generation = store.load(run)
     assert record.accelerator == "tpu-v3-8" and stored_generation == generation
     store.save(record, generation)  # the winner goes on updating its own record
-    assert [r.run_id for r in store.list()] == ["r"]
+    assert [r.run_id for r in store.list()] == [run]
+
+
+def test_a_local_run_is_named_by_where_its_model_dir_is_now(tmp_path):
+    store = ModelDirRunStore(tmp_path)
+    store.save(RunRecord(str(tmp_path / "old-name"), "local", "p", "this machine (cpu)"), 0)
+    (tmp_path / "old-name").rename(tmp_path / "new-name")
+    (record,) = store.list()
+    assert record.run_id == str(tmp_path / "new-name") == store.load(record.run_id)[0].run_id

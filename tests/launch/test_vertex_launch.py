@@ -11,10 +11,12 @@ from google.cloud.aiplatform_v1 import types
 from jobs.launch.accelerators import ACCELERATORS
 from jobs.launch.backends import VertexBackend
 from jobs.launch.builders import CloudBuilder
-from jobs.launch.launcher import DuplicateRun, PreflightError, TrainOptions
+from jobs.launch.launcher import Declined, DuplicateRun, EvalOptions, PreflightError, TrainOptions
 from jobs.launch.registry import Registry
-from jobs.launch.runs import RunStore
-from jobs.launch.session import CloudSession, Declined
+from jobs.launch.runs import BucketRunStore, UnknownRun
+from jobs.launch.session import CloudSession
+from jobs.launch.vertex import VertexLauncher
+from jobs.runtime.spec import EvalArgs, TrainArgs
 from jobs.stack import StackOutputs
 
 pytest_plugins = ["launch_servers"]
@@ -33,9 +35,10 @@ def make_stack(region="us-central1", tensorboard="") -> StackOutputs:
 
 @pytest.fixture
 def cloud(storage_emulator, vertex_server, registry_server, build_server):
+    """A VertexLauncher whose clients talk to the local servers."""
     from google.cloud.devtools import cloudbuild_v1
 
-    def connect(stack: StackOutputs | None = None, with_data: bool = True) -> CloudSession:
+    def connect(stack: StackOutputs | None = None, with_data: bool = True) -> VertexLauncher:
         stack = stack or make_stack()
         bucket = storage_emulator.bucket(BUCKET)
         if not bucket.exists():
@@ -46,21 +49,35 @@ def cloud(storage_emulator, vertex_server, registry_server, build_server):
         build_client = cloudbuild_v1.CloudBuildClient(
             credentials=AnonymousCredentials(), transport="rest",
             client_options={"api_endpoint": build_server.url})
-        return CloudSession(
+        return VertexLauncher(stack, CloudSession(
             stack=stack,
             backend=VertexBackend(stack, api_endpoint=vertex_server.url, credentials=AnonymousCredentials()),
-            store=RunStore(stack.runs_prefix, storage_emulator),
+            store=BucketRunStore(stack.runs_prefix, storage_emulator),
             storage=storage_emulator,
             registry=Registry(token=lambda: "test-token", base_url=registry_server.url),
             builder=CloudBuilder(stack, build_client=build_client, storage_client=storage_emulator,
                                  sleep=lambda s: None),
-        )
+        ))
 
     return connect
 
 
 def yes(plan) -> bool:
     return True
+
+
+def options(preset="retinanet-mobilenet-256", accelerator=None, *, data=None, batch_size=None, seed=0, steps=None,
+            **vertex) -> TrainOptions:
+    return TrainOptions(TrainArgs(preset, data, steps=steps, batch_size=batch_size, seed=seed), accelerator,
+                        **vertex)
+
+
+def train(launcher: VertexLauncher, train_options: TrainOptions, confirm=yes):
+    return launcher.launch(launcher.plan_training(train_options), confirm)
+
+
+def evaluate(launcher: VertexLauncher, run: str, accelerator: str = "gpu-t4-1", **args):
+    return launcher.launch(launcher.plan_evaluation(EvalOptions(EvalArgs(**args), run, accelerator)), yes)
 
 
 def submitted(vertex_server, index=-1) -> types.CustomJob:
@@ -70,9 +87,8 @@ def submitted(vertex_server, index=-1) -> types.CustomJob:
 @pytest.mark.parametrize("name", sorted(ACCELERATORS))
 def test_worker_pool_spec_for_every_accelerator(cloud, vertex_server, name):
     accelerator = ACCELERATORS[name]
-    session = cloud()
-    plan, record, info, image = session.train(
-        TrainOptions("retinanet-mobilenet-256", name, run_id=f"run-{name.replace('.', '')}", spot=True), yes)
+    launched = train(cloud(), options(accelerator=name, run_id=f"run-{name.replace('.', '')}", spot=True))
+    plan, info, image = launched.plan, launched.job, launched.image
     job = submitted(vertex_server)
     (pool,) = job.job_spec.worker_pool_specs
     assert pool.replica_count == 1
@@ -88,10 +104,11 @@ def test_worker_pool_spec_for_every_accelerator(cloud, vertex_server, name):
     assert image.ref.startswith(f"us-central1-docker.pkg.dev/acme-ml/detector/{plan.spec.image}:")
     assert plan.spec.image == ("trainer" if accelerator.device == "tpu" else "evaluator")
     assert list(container.command) == ["python", "-m", "jobs.runtime.train"]
-    args = list(container.args)
-    assert args[args.index("--device") + 1] == accelerator.device
-    assert int(args[args.index("--batch-size") + 1]) % accelerator.cores == 0
-    assert args[args.index("--model-dir") + 1] == f"gs://{BUCKET}/checkpoints/{plan.run_id}"
+    args = TrainArgs.from_argv(list(container.args))  # what the container's entrypoint reads
+    assert args == plan.spec.args
+    assert args.device == accelerator.device
+    assert args.batch_size % accelerator.cores == 0
+    assert args.model_dir == f"gs://{BUCKET}/checkpoints/{plan.run_id}"
     assert job.job_spec.service_account == "job-exp-prints@acme-ml.iam.gserviceaccount.com"
     assert job.job_spec.base_output_directory.output_uri_prefix == f"gs://{BUCKET}/runs/{plan.run_id}"
     assert job.job_spec.scheduling.strategy == types.Scheduling.Strategy.SPOT
@@ -103,57 +120,56 @@ def test_worker_pool_spec_for_every_accelerator(cloud, vertex_server, name):
 
 
 def test_several_gpu_replicas_get_a_chief_and_a_worker_pool(cloud, vertex_server):
-    cloud().train(TrainOptions("retinanet-resnet50fpn-640", "gpu-l4-1", replicas=3, run_id="multi", seed=7), yes)
+    train(cloud(), options("retinanet-resnet50fpn-640", "gpu-l4-1", replicas=3, run_id="multi", seed=7))
     chief, workers = submitted(vertex_server).job_spec.worker_pool_specs
     assert (chief.replica_count, workers.replica_count) == (1, 2)
     assert workers.machine_spec == chief.machine_spec
     assert workers.container_spec.args == chief.container_spec.args
-    args = list(chief.container_spec.args)
-    assert args[args.index("--batch-size") + 1] == "24"  # 8 per GPU x 3 replicas
-    assert args[args.index("--seed") + 1] == "7"
+    args = TrainArgs.from_argv(list(chief.container_spec.args))
+    assert (args.batch_size, args.seed) == (24, 7)  # 8 per GPU x 3 replicas
 
 
 def test_on_demand_and_tensorboard(cloud, vertex_server):
     board = "projects/1/locations/us-central1/tensorboards/7"
-    cloud(make_stack(tensorboard=board)).train(TrainOptions("retinanet-mobilenet-256", "tpu-v3-8", run_id="od"),
-                                               yes)
+    train(cloud(make_stack(tensorboard=board)), options(accelerator="tpu-v3-8", run_id="od"))
     spec = submitted(vertex_server).job_spec
     assert spec.scheduling.strategy == types.Scheduling.Strategy.STRATEGY_UNSPECIFIED
     assert spec.tensorboard == board
 
 
-@pytest.mark.parametrize(("options", "stack", "message"), [
-    (TrainOptions("retinanet-mobilenet-256", "tpu-v3-8"), make_stack("asia-south1"),
+@pytest.mark.parametrize(("train_options", "stack", "message"), [
+    (options(accelerator="tpu-v3-8"), make_stack("asia-south1"),
      "tpu-v3-8 is not offered for Vertex AI training in asia-south1"),
-    (TrainOptions("retinanet-mobilenet-256", "tpu-v5e-4", replicas=2), make_stack(),
+    (options(accelerator="tpu-v5e-4", replicas=2), make_stack(),
      "tpu-v5e-4 takes 1 to 1 replica(s), not 2 (Vertex TPU jobs have exactly one worker)"),
-    (TrainOptions("retinanet-mobilenet-256", "tpu-v2-8", batch_size=12), make_stack(),
+    (options(accelerator="tpu-v2-8", batch_size=12), make_stack(),
      "batch size 12 does not split over the 8 cores/replicas of tpu-v2-8 x1; use a multiple of 8"),
-    (TrainOptions("retinanet-mobilenet-256", "gpu-t4-1", replicas=2, batch_size=7), make_stack(),
+    (options(accelerator="gpu-t4-1", replicas=2, batch_size=7), make_stack(),
      "batch size 7 does not split over the 2 cores/replicas of gpu-t4-1 x2"),
 ])
-def test_preflight_rejects_before_anything_is_submitted(cloud, vertex_server, build_server, options, stack, message):
+def test_preflight_rejects_before_anything_is_submitted(cloud, vertex_server, build_server, train_options, stack,
+                                                        message):
     with pytest.raises(PreflightError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        cloud(stack).train(options, yes)
+        train(cloud(stack), train_options)
     assert vertex_server.created() == [] and build_server.builds == {}
 
 
 def test_missing_data_is_reported_with_the_prepare_command(cloud, vertex_server):
     with pytest.raises(PreflightError, match=f"no prepared data at gs://{BUCKET}/data/other"):
-        cloud(with_data=False).train(TrainOptions("retinanet-mobilenet-256", "tpu-v3-8", data="other"), yes)
+        train(cloud(with_data=False), options(accelerator="tpu-v3-8", data="other"))
     assert vertex_server.created() == []
 
 
 def test_declined_launch_submits_and_builds_nothing(cloud, vertex_server, build_server):
     with pytest.raises(Declined):
-        cloud().train(TrainOptions("retinanet-mobilenet-256", "tpu-v3-8"), lambda plan: False)
+        train(cloud(), options(accelerator="tpu-v3-8"), lambda plan: False)
     assert vertex_server.created() == [] and build_server.builds == {}
 
 
 def test_image_is_built_once_then_reused(cloud, build_server, storage_emulator):
-    session = cloud()
-    first = session.train(TrainOptions("retinanet-mobilenet-256", "tpu-v3-8", run_id="one"), yes)[3]
-    second = session.train(TrainOptions("retinanet-mobilenet-256", "tpu-v3-8", run_id="two"), yes)[3]
+    launcher = cloud()
+    first = train(launcher, options(accelerator="tpu-v3-8", run_id="one")).image
+    second = train(launcher, options(accelerator="tpu-v3-8", run_id="two")).image
     assert first.built and not second.built and first.ref == second.ref and first.digest == second.digest
     (build,) = build_server.builds.values()
     assert build["images"] == [first.ref]
@@ -166,62 +182,71 @@ def test_image_is_built_once_then_reused(cloud, build_server, storage_emulator):
 
 
 def test_duplicate_run_id_with_a_live_job_starts_nothing(cloud, vertex_server):
-    session = cloud()
-    session.train(TrainOptions("retinanet-mobilenet-256", "tpu-v3-8", run_id="dup"), yes)
+    launcher = cloud()
+    train(launcher, options(accelerator="tpu-v3-8", run_id="dup"))
     (name,) = vertex_server.jobs
     vertex_server.set_state(name, "JOB_STATE_RUNNING")
     with pytest.raises(DuplicateRun, match=f"run dup already has a live train job {name} "):
-        session.train(TrainOptions("retinanet-mobilenet-256", "tpu-v3-8", run_id="dup"), yes)
+        train(launcher, options(accelerator="tpu-v3-8", run_id="dup"))
     assert len(vertex_server.created()) == 1
     vertex_server.set_state(name, "JOB_STATE_FAILED")
-    session.train(TrainOptions("retinanet-mobilenet-256", "tpu-v3-8", run_id="dup"), yes)
+    train(launcher, options(accelerator="tpu-v3-8", run_id="dup"))
     assert len(vertex_server.created()) == 2
-    record, _ = session.store.load("dup")
-    assert record.jobs["train"] != name
+    assert launcher.status("dup").record.jobs["train"] != name
 
 
 def test_run_record_holds_config_dataset_image_and_job(cloud, storage_emulator):
-    session = cloud()
-    plan, _, info, image = session.train(TrainOptions("retinanet-mobilenet-640", "tpu-v5e-8", run_id="rec",
-                                                      steps=500), yes)
+    launched = train(cloud(), options("retinanet-mobilenet-640", "tpu-v5e-8", run_id="rec", steps=500))
     stored = json.loads(storage_emulator.bucket(BUCKET).blob("runs/rec/run.json").download_as_text())
     assert stored["config"]["steps"] == 500 and stored["config"]["accelerator"] == "tpu-v5e-8"
     assert stored["config"]["init_checkpoint"].startswith("gs://tf_model_garden/")
     assert stored["dataset"] == {"uri": f"gs://{BUCKET}/data", "content_hash": "c0ffee", "classes": ["spaghetti"]}
-    assert stored["images"]["trainer"] == {"ref": image.ref, "digest": image.digest}
-    assert stored["jobs"]["train"] == info.name
+    assert stored["images"]["trainer"] == {"ref": launched.image.ref, "digest": launched.image.digest}
+    assert stored["jobs"]["train"] == launched.job.name
 
 
 def test_state_polling_cancel_and_evaluation_job(cloud, vertex_server):
-    session = cloud()
-    session.train(TrainOptions("retinanet-mobilenet-256", "tpu-v3-8", run_id="live"), yes)
+    launcher = cloud()
+    train(launcher, options(accelerator="tpu-v3-8", run_id="live"))
     (name,) = vertex_server.jobs
-    assert session.backend.get(name).state == "JOB_STATE_PENDING"
+    assert launcher.status("live").jobs["train"].state == "JOB_STATE_PENDING"
     vertex_server.set_state(name, "JOB_STATE_RUNNING")
-    info = session.backend.get(name)
+    info = launcher.status("live").jobs["train"]
     assert info.live and info.console_url.endswith(f"/training/{name.rsplit('/', 1)[-1]}/cpu?project=acme-ml")
-    session.evaluate("live", "gpu-t4-1", False, yes)
+    evaluate(launcher, "live", split="test", score_threshold=0.4)
     job = submitted(vertex_server)
     (pool,) = job.job_spec.worker_pool_specs
     assert pool.machine_spec.accelerator_type.name == "NVIDIA_TESLA_T4"
     assert list(pool.container_spec.command) == ["python", "-m", "jobs.runtime.evaluate"]
-    assert list(pool.container_spec.args) == ["--model-dir", f"gs://{BUCKET}/checkpoints/live", "--data",
-                                              f"gs://{BUCKET}/data", "--continuous"]
+    assert EvalArgs.from_argv(list(pool.container_spec.args)) == EvalArgs(
+        f"gs://{BUCKET}/checkpoints/live", data=f"gs://{BUCKET}/data", split="test", score_threshold=0.4,
+        continuous=True)
     assert pool.container_spec.image_uri.split("/")[-1].startswith("evaluator:")
-    cancelled = session.cancel("live")
+    cancelled = launcher.cancel("live")
     assert {i.state for i in cancelled} == {"JOB_STATE_CANCELLING"}
     assert sum(path.endswith(":cancel") for _, path, _ in vertex_server.requests) == 2
-    assert session.cancel("live") == []  # nothing live any more: no second cancel
+    assert launcher.cancel("live") == []  # nothing live any more: no second cancel
+
+
+def test_an_unknown_run_is_one_error_wherever_it_is_named(cloud, vertex_server):
+    launcher = cloud()
+    for call in (lambda: evaluate(launcher, "ghost"), lambda: launcher.status("ghost"),
+                 lambda: launcher.cancel("ghost"), lambda: list(launcher.logs("ghost", "train", 10))):
+        with pytest.raises(UnknownRun, match=f"no run ghost in gs://{BUCKET}/runs: see `runs list`") as raised:
+            call()
+        assert raised.value.exit_code == 2
+    assert vertex_server.created() == []
 
 
 def test_status_copies_the_latest_evaluation_into_the_run_record(cloud, storage_emulator):
-    session = cloud()
-    session.train(TrainOptions("retinanet-mobilenet-256", "tpu-v3-8", run_id="done"), yes)
-    record, jobs, metrics = session.status("done")
-    assert metrics is None and set(jobs) == {"train"}
+    launcher = cloud()
+    train(launcher, options(accelerator="tpu-v3-8", run_id="done"))
+    status = launcher.status("done")
+    assert status.metrics is None and set(status.jobs) == {"train"}
     evaluation = {"step": 400, "summary": {"AP": 0.5, "AP50": 0.8}, "per_class": {}}
     storage_emulator.bucket(BUCKET).blob("checkpoints/done/eval/metrics.json").upload_from_string(
         json.dumps(evaluation))
-    record, jobs, metrics = session.status("done")
-    assert metrics == evaluation
-    assert session.store.load("done")[0].metrics == evaluation
+    assert launcher.status("done").metrics == evaluation
+    assert launcher.cloud.store.load("done")[0].metrics == evaluation
+    assert [(run.record.run_id, run.jobs["train"].state, run.metrics) for run in launcher.runs()] == [
+        ("done", "JOB_STATE_PENDING", evaluation)]

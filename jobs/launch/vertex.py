@@ -1,0 +1,235 @@
+"""The Vertex AI launcher: custom jobs of an experiment stack, their images, run records in its bucket.
+
+Planning needs nothing but the stack outputs (``--dry-run`` contacts nothing, except to read the record of the run
+an evaluation follows). Before submitting, the checks catch what Vertex AI would reject late: accelerator not
+offered in the stack's region, a batch that does not split over the cores and replicas, data or image missing,
+and a run id that already has a live job.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from jobs.dataset.gcs import split_uri
+from jobs.errors import UsageError
+from jobs.launch.accelerators import AVAILABILITY_AS_OF, PRICES_AS_OF, Accelerator, get_accelerator
+from jobs.launch.backends import JobInfo, Watch
+from jobs.launch.jobspec import RUN_ID, JobSpec, custom_job, image_for, vertex_parent
+from jobs.launch.launcher import (
+    Confirm,
+    Cost,
+    Declined,
+    EvalOptions,
+    Launched,
+    PreflightError,
+    RunStatus,
+    TrainOptions,
+    all_runs,
+    cancel_jobs,
+    changed,
+    guard_live,
+    job_name,
+    refuse,
+    run_status,
+    start,
+)
+from jobs.launch.logs import job_logs
+from jobs.launch.runs import RunRecord, require
+from jobs.launch.session import CloudSession
+from jobs.presets import get_preset
+from jobs.stack import StackOutputs
+
+DEFAULT_TRAIN_ACCELERATOR = "tpu-v5e-4"
+DEFAULT_EVAL_ACCELERATOR = "gpu-t4-1"
+DEFAULT_TIMEOUT_HOURS = 24.0
+
+
+@dataclass(frozen=True)
+class VertexPlan:
+    run_id: str
+    spec: JobSpec
+    stack: StackOutputs
+    data_uri: str
+    model_dir: str
+    config: dict = field(default_factory=dict)
+
+    @property
+    def accelerator(self) -> Accelerator:
+        assert self.spec.accelerator is not None  # every Vertex AI job has one
+        return self.spec.accelerator
+
+    @property
+    def base_output_dir(self) -> str:
+        return self.stack.run_uri(self.run_id)
+
+    def summary(self) -> str:
+        return (f"run {self.run_id}: {self.spec.kind} on {self.accelerator.name} x{self.spec.replicas}"
+                f"{' (Spot)' if self.spec.spot else ''}")
+
+    def cost(self) -> Cost:
+        hourly = self.accelerator.hourly(self.spec.spot, self.spec.replicas)
+        hours = self.spec.timeout_s / 3600
+        return Cost(hourly, None if hourly is None else hourly * hours, hours, PRICES_AS_OF)
+
+    def request(self) -> dict:
+        """The ``CreateCustomJob`` request, REST field and enum names, with the tag of the current source."""
+        from google.cloud.aiplatform_v1 import types
+
+        from jobs.launch.context import build_context
+
+        image = self.stack.image(self.spec.image, build_context(self.spec.image).tag)
+        job = custom_job(self.spec, self.stack, image, self.base_output_dir)
+        body = json.loads(types.CustomJob.to_json(job, use_integers_for_enums=False,
+                                                  always_print_fields_with_no_presence=False))
+        return {"parent": vertex_parent(self.stack), "customJob": body}
+
+
+class VertexLauncher:
+    """Clients are connected on first use (``session``, or ``CloudSession.connect``): planning a training
+    contacts nothing."""
+
+    backend = "vertex"
+
+    def __init__(self, stack: StackOutputs, session: CloudSession | None = None, local_docker: bool = False):
+        self.stack = stack
+        self._session = session
+        self._local_docker = local_docker
+
+    @property
+    def cloud(self) -> CloudSession:
+        if self._session is None:
+            self._session = CloudSession.connect(self.stack, self._local_docker)
+        return self._session
+
+    def plan_training(self, options: TrainOptions) -> VertexPlan:
+        refuse(self.backend, changed(options.args, ("model_dir", "device")),
+               "the checkpoints go to the stack's bucket and the device follows --accelerator")
+        stack, args = self.stack, options.args
+        preset = get_preset(args.preset)
+        accelerator = get_accelerator(options.accelerator or DEFAULT_TRAIN_ACCELERATOR)
+        replicas = options.replicas or 1
+        timeout_hours = options.timeout_hours or DEFAULT_TIMEOUT_HOURS
+        run_id = options.run_id or default_run_id(preset.name)
+        if not RUN_ID.match(run_id):
+            raise UsageError(f"run id {run_id!r}: use lowercase letters, digits and '-', starting with a letter, "
+                             "at most 50 characters")
+        batch = args.batch_size or preset.batch_size * accelerator.cores * replicas
+        check_placement(accelerator, stack.region, replicas, batch)
+        steps = args.steps or preset.steps
+        data_uri = resolve_data(stack, args.data)
+        model_dir = stack.checkpoint_uri(run_id)
+        init = args.init_checkpoint if args.init_checkpoint is not None else preset.cloud_checkpoint
+        job = replace(args, preset=preset.name, data=data_uri, model_dir=model_dir, steps=steps, batch_size=batch,
+                      init_checkpoint=init or None, device=accelerator.device).check()
+        labels = {"experiment": stack.experiment, "run": run_id, "preset": preset.name, "kind": "train"}
+        spec = JobSpec(job, image_for("train", accelerator), accelerator, replicas, options.spot,
+                       int(timeout_hours * 3600), labels, f"{stack.experiment}-{run_id}-train")
+        config = {"preset": preset.name, "accelerator": accelerator.name, "replicas": replicas,
+                  "spot": options.spot, "steps": steps, "batch_size": batch, "init_checkpoint": init,
+                  "timeout_hours": timeout_hours, "seed": args.seed, "model_dir": model_dir}
+        return VertexPlan(run_id, spec, stack, data_uri, model_dir, config)
+
+    def plan_evaluation(self, options: EvalOptions) -> VertexPlan:
+        """A GPU job that follows the run's checkpoints; reads the run's record (the bucket) for its model dir."""
+        refuse(self.backend, changed(options.args, ("model_dir", "model")),
+               "a Vertex AI evaluation follows a run of the stack: give --run")
+        if not options.run:
+            raise UsageError("--run: which run of the stack to evaluate (see `runs list`)")
+        record, _ = require(self.cloud.store, options.run)
+        accelerator = get_accelerator(options.accelerator or DEFAULT_EVAL_ACCELERATOR)
+        check_placement(accelerator, self.stack.region, 1, accelerator.cores)
+        model_dir = record.config["model_dir"]
+        data_uri = resolve_data(self.stack, options.args.data) if options.args.data else record.dataset["uri"]
+        job = replace(options.args, model_dir=model_dir, data=data_uri, continuous=True).check()
+        labels = {"experiment": self.stack.experiment, "run": record.run_id, "preset": record.preset,
+                  "kind": "evaluate"}
+        spec = JobSpec(job, image_for("evaluate", accelerator), accelerator, 1, options.spot,
+                       int(DEFAULT_TIMEOUT_HOURS * 3600), labels, f"{self.stack.experiment}-{record.run_id}-evaluate")
+        return VertexPlan(record.run_id, spec, self.stack, data_uri, model_dir,
+                          {"accelerator": accelerator.name, "spot": options.spot})
+
+    def launch(self, plan: VertexPlan, confirm: Confirm | None = None, watch: Watch | None = None) -> Launched:
+        """Submit the planned job once per run id, recorded in ``runs/<run-id>/run.json``. (``watch`` sees nothing:
+        the job runs remotely; follow it with ``status`` and ``logs``.)"""
+        cloud, kind = self.cloud, plan.spec.kind
+        dataset = dataset_summary(cloud.storage, plan.data_uri) if kind == "train" else {}
+        guard_live(cloud.backend, cloud.store.load(plan.run_id)[0], kind)
+        if confirm is not None and not confirm(plan):
+            raise Declined("not launched")
+        image = cloud.image(plan.spec.image)  # may take minutes: the record is read again after
+        record, generation = cloud.store.load(plan.run_id) if kind == "train" else require(cloud.store, plan.run_id)
+        guard_live(cloud.backend, record, kind)
+        if kind == "train":
+            record = record or RunRecord(plan.run_id, self.stack.experiment, plan.config["preset"],
+                                         plan.accelerator.name)
+            record.config = plan.config
+            record.dataset = {"uri": plan.data_uri, "content_hash": dataset.get("content_hash"),
+                              "classes": [c["name"] for c in dataset.get("classes", [])]}
+        record.images[image.name] = {"ref": image.ref, "digest": image.digest}
+        info = start(cloud.backend, cloud.store, plan, record, generation, image.ref, plan.base_output_dir)
+        return Launched(plan, info, image)
+
+    def status(self, run_id: str) -> RunStatus:
+        return run_status(self.cloud.backend, self.cloud.store, run_id, _model_dir, self._latest_metrics)
+
+    def runs(self) -> list[RunStatus]:
+        return all_runs(self.cloud.backend, self.cloud.store, _model_dir)
+
+    def logs(self, run_id: str, kind: str, limit: int) -> Iterator[str]:
+        return job_logs(self.stack, job_id(job_name(self.cloud.store, run_id, kind)), limit)
+
+    def cancel(self, run_id: str) -> list[JobInfo]:
+        return cancel_jobs(self.cloud.backend, self.cloud.store, run_id)
+
+    def _latest_metrics(self, model_dir: str) -> dict | None:
+        bucket, prefix = split_uri(model_dir)
+        blob = self.cloud.storage.bucket(bucket).get_blob(f"{prefix}/eval/metrics.json") if bucket else None
+        return json.loads(blob.download_as_text()) if blob else None
+
+
+def _model_dir(record: RunRecord) -> str:
+    return record.config.get("model_dir", "")
+
+
+def default_run_id(preset: str, at: datetime | None = None) -> str:
+    stamp = (at or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
+    return f"{preset.removeprefix('retinanet-')}-{stamp}"
+
+
+def resolve_data(stack: StackOutputs, data: str | None) -> str:
+    if data is None:
+        return stack.data_uri()
+    return data.rstrip("/") if data.startswith("gs://") else stack.data_uri(data.strip("/"))
+
+
+def check_placement(accelerator: Accelerator, region: str, replicas: int, batch_size: int) -> None:
+    if region not in accelerator.regions:
+        raise PreflightError(f"{accelerator.name} is not offered for Vertex AI training in {region} (table of "
+                             f"{AVAILABILITY_AS_OF}); it is in: {', '.join(sorted(accelerator.regions))}. Use an "
+                             "experiment stack in one of those regions (`pulumi config set gcp:region …`).")
+    if not 1 <= replicas <= accelerator.max_replicas:
+        raise PreflightError(f"{accelerator.name} takes 1 to {accelerator.max_replicas} replica(s), not {replicas}"
+                             + (" (Vertex TPU jobs have exactly one worker)" if accelerator.device == "tpu" else ""))
+    shards = accelerator.cores * replicas
+    if batch_size % shards:
+        raise PreflightError(f"batch size {batch_size} does not split over the {shards} cores/replicas of "
+                             f"{accelerator.name} x{replicas}; use a multiple of {shards}")
+
+
+def dataset_summary(storage_client, data_uri: str) -> dict:
+    """``dataset.json`` of the prepared data in the bucket; a PreflightError when it is not there."""
+    bucket, prefix = split_uri(data_uri)
+    blob = storage_client.bucket(bucket).get_blob(f"{prefix}/dataset.json".lstrip("/"))
+    if blob is None:
+        raise PreflightError(f"no prepared data at {data_uri} (dataset.json missing): run "
+                             f"`python -m jobs data prepare … --out {data_uri}` first")
+    return json.loads(blob.download_as_text())
+
+
+def job_id(name: str) -> str:
+    match = re.search(r"customJobs/(\d+)$", name)
+    return match.group(1) if match else name
