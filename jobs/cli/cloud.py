@@ -188,7 +188,7 @@ def runs_show(run_id: RunId, stack: StackName = None, stack_outputs: StackFile =
 @runs_app.command("logs")
 def runs_logs(run_id: RunId, stack: StackName = None, stack_outputs: StackFile = None,
               job: Annotated[str, typer.Option(help="train or evaluate")] = "train",
-              limit: Annotated[int, typer.Option(min=1)] = 200) -> None:
+              limit: Annotated[int, typer.Option(min=1, help="the last N lines")] = 200) -> None:
     """The last log lines of one of the run's jobs (Cloud Logging, or the local job's log in its model dir)."""
     for line in launcher(stack, stack_outputs).logs(run_id, job, limit):
         console.print(line, highlight=False, markup=False)

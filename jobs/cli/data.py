@@ -27,6 +27,7 @@ Images = Annotated[Path | None, typer.Option(
     "--images", help="folder the image names are relative to (default: where the format keeps them)")]
 Format = Annotated[str, typer.Option("--format", help=f"auto (detected), or one of {', '.join(FORMATS)}")]
 ValFraction = Annotated[float, typer.Option(min=0.0, max=0.9, help="for images the format assigns no split")]
+Seed = Annotated[int, typer.Option(help="the train/val split of images the format assigns none")]
 LabelMap = Annotated[Path | None, typer.Option(help="fix class ids; classes not in it are errors")]
 Unlabeled = Annotated[bool, typer.Option(
     "--unlabeled-as-negatives", help="keep images of the images folder that no label names, as negatives")]
@@ -52,7 +53,7 @@ def data_prepare(
     images: Images = None,
     fmt: Format = "auto",
     val_fraction: ValFraction = 0.2,
-    seed: int = 0,
+    seed: Seed = 0,
     label_map: LabelMap = None,
     num_shards: Annotated[int | None, typer.Option(min=1, help="per split (default: ~150 MB each)")] = None,
     unlabeled_as_negatives: Unlabeled = False,
@@ -97,7 +98,7 @@ def data_check(
     images: Images = None,
     fmt: Format = "auto",
     val_fraction: ValFraction = 0.2,
-    seed: int = 0,
+    seed: Seed = 0,
     label_map: LabelMap = None,
     unlabeled_as_negatives: Unlabeled = False,
     verify: Verify = "header",
@@ -143,7 +144,7 @@ def data_stats(
     images: Images = None,
     fmt: Format = "auto",
     val_fraction: ValFraction = 0.2,
-    seed: int = 0,
+    seed: Seed = 0,
     label_map: LabelMap = None,
     unlabeled_as_negatives: Unlabeled = False,
     workers: Workers = None,

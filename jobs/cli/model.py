@@ -114,7 +114,7 @@ def predict(
     out: Annotated[Path | None, typer.Option(
         help="annotated copies, detections.csv and .json go here (new, empty or earlier predictions: replaced)")]
     = None,
-    score_threshold: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.3,
+    score_threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="detections below it are dropped")] = 0.3,
     every: Annotated[float, typer.Option(min=0.01, help="seconds between the video frames sampled")] = 1.0,
 ) -> None:
     """Detect objects in images and videos; print a table, draw boxes on copies, write the detections."""
@@ -145,7 +145,7 @@ def predict(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="everything goes here")] = Path("demo-output"),
-    steps: Annotated[int, typer.Option(min=1)] = 600,
+    steps: Annotated[int, typer.Option(min=1, help="training steps")] = 600,
     images: Annotated[int, typer.Option(min=20, help="synthetic images to draw")] = 300,
 ) -> None:
     """Synthetic shapes -> prepare -> train -> evaluate -> export -> predict, all on this machine."""
