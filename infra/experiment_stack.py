@@ -1,8 +1,8 @@
 """One experiment stack: its bucket and its job service account, isolated from every other experiment.
 
-The job service account can write to its own bucket only (bucket-level grants), read the platform's image
-repository, write logs and, when TensorBoard is on, upload training curves. Nothing it can write belongs to
-another experiment, except the curves it adds to the platform's shared TensorBoard instance.
+The job service account can write to its own bucket only (bucket-level grants) and, when TensorBoard is on,
+upload training curves. Nothing it can write belongs to another experiment, except the curves it adds to the
+platform's shared TensorBoard instance. The platform's build account may read the bucket's build sources only.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pulumi
 import pulumi_gcp as gcp
 from naming import StackNames
 
-from jobs.stack import EXPERIMENT_ROLE, ROLE_OUTPUT, output_names
+from jobs.stack import BUILD_SOURCES, EXPERIMENT_ROLE, ROLE_OUTPUT, output_names
 
 DATA = "data"
 RUNS = "runs"
@@ -23,7 +23,8 @@ RUNS = "runs"
 CHECKPOINTS = "checkpoints"
 
 # The platform outputs an experiment reads, by StackReference output name.
-PLATFORM_OUTPUTS = ("project", "region", "repositoryId", "repositoryUrl", "tensorboard", "tensorboardWriterRole")
+PLATFORM_OUTPUTS = ("project", "region", "repositoryId", "repositoryUrl", "cloudBuildServiceAccount", "tensorboard",
+                    "tensorboardWriterRole", "tensorboardBlobStoragePrefix")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class ExperimentArgs:
     protect_bucket: bool
     noncurrent_version_days: int
     checkpoint_retention_days: int
+    soft_delete_days: int
     tensorboard: bool
     launcher: str | None = None
 
@@ -79,6 +81,11 @@ class Experiment(pulumi.ComponentResource):
                     ),
                 ),
             ],
+            # Soft delete keeps deleted and overwritten objects for 7 days unless set ("Soft delete", Cloud Storage
+            # docs): on top of the noncurrent versions, for checkpoints that rotate all day. 0 turns it off.
+            soft_delete_policy=gcp.storage.BucketSoftDeletePolicyArgs(
+                retention_duration_seconds=args.soft_delete_days * 86400,
+            ),
             labels=args.names.labels,
             # Protected by default: `pulumi destroy` forgets the bucket and leaves it, with its data, in GCP.
             force_destroy=not args.protect_bucket,
@@ -103,23 +110,29 @@ class Experiment(pulumi.ComponentResource):
             )
             for role in ("roles/storage.objectAdmin", "roles/storage.legacyBucketReader")
         ]
-        self.image_pull = gcp.artifactregistry.RepositoryIamMember(
-            f"{name}-job-images",
-            project=self.project,
-            location=platform["region"],
-            repository=platform["repositoryId"],
-            role="roles/artifactregistry.reader",
-            member=member,
+        # Vertex AI pulls the job images as its service agent, never as the job's account ("Use a custom service
+        # account", Vertex AI docs): the platform grants the agent; the job account gets no repository role.
+        build_account = platform["cloudBuildServiceAccount"]
+        self.build_source_read = gcp.storage.BucketIAMMember(
+            f"{name}-build-sources",
+            bucket=self.bucket.name,
+            role="roles/storage.objectViewer",
+            member=build_account.apply(lambda email: f"serviceAccount:{email}"),
+            condition=gcp.storage.BucketIAMMemberConditionArgs(
+                title="build-sources-only",
+                description=f"Only the Cloud Build sources under {BUILD_SOURCES}/.",
+                expression=self.bucket.name.apply(
+                    lambda bucket: f'resource.name.startsWith("projects/_/buckets/{bucket}/objects/{BUILD_SOURCES}/")'
+                ),
+            ),
             opts=child,
-        )
-        self.log_writer = gcp.projects.IAMMember(
-            f"{name}-job-logs", project=self.project, role="roles/logging.logWriter", member=member, opts=child
         )
 
         self.tensorboard = pulumi.Output.all(platform["tensorboard"], platform["region"]).apply(
             lambda values: _tensorboard(args, *values)
         )
         self.tensorboard_writer: gcp.projects.IAMMember | None = None
+        self.tensorboard_blobs: gcp.storage.BucketIAMMember | None = None
         if args.tensorboard:
             # The role waits for the TensorBoard check, so a misconfigured stack grants nothing.
             self.tensorboard_writer = gcp.projects.IAMMember(
@@ -131,17 +144,58 @@ class Experiment(pulumi.ComponentResource):
                 member=member,
                 opts=child,
             )
-
-        self.launcher_grant: gcp.serviceaccount.IAMMember | None = None
-        if args.launcher:
-            # Creating a Vertex AI job that runs as this account needs iam.serviceAccounts.actAs on it.
-            self.launcher_grant = gcp.serviceaccount.IAMMember(
-                f"{name}-launcher",
-                service_account_id=self.job_account.name,
-                role="roles/iam.serviceAccountUser",
-                member=args.launcher,
+            # The uploader writes blob data (images, graphs) as the job's account under the instance's blob
+            # storage prefix, `BUCKET/FOLDER` (Vertex AI `Tensorboard.blobStoragePathPrefix`; the aiplatform
+            # uploader uploads there with the job's credentials). Creating objects there is all it needs.
+            blob_prefix = platform["tensorboardBlobStoragePrefix"].apply(lambda prefix: (prefix + "/").split("/", 1))
+            self.tensorboard_blobs = gcp.storage.BucketIAMMember(
+                f"{name}-job-tensorboard-blobs",
+                bucket=blob_prefix.apply(lambda parts: parts[0]),
+                role="roles/storage.objectCreator",
+                member=member,
+                condition=gcp.storage.BucketIAMMemberConditionArgs(
+                    title="tensorboard-blobs-only",
+                    description="Only the blob data of the platform's TensorBoard instance.",
+                    expression=blob_prefix.apply(
+                        lambda parts: f'resource.name.startsWith("projects/_/buckets/{parts[0]}/objects/{parts[1]}")'
+                    ),
+                ),
                 opts=child,
             )
+
+        self.launcher_grants: list[pulumi.CustomResource] = []
+        if args.launcher:
+            # Creating a job or a build that runs as an account needs iam.serviceAccounts.actAs on it ("Use a
+            # custom service account", Vertex AI docs; "Configure user-specified service accounts", Cloud Build
+            # docs). The launcher checks image tags with its own credentials, hence read on the repository.
+            build_account_name = pulumi.Output.all(self.project, build_account).apply(
+                lambda values: f"projects/{values[0]}/serviceAccounts/{values[1]}"
+            )
+            self.launcher_grants = [
+                gcp.serviceaccount.IAMMember(
+                    f"{name}-launcher",
+                    service_account_id=self.job_account.name,
+                    role="roles/iam.serviceAccountUser",
+                    member=args.launcher,
+                    opts=child,
+                ),
+                gcp.serviceaccount.IAMMember(
+                    f"{name}-launcher-build",
+                    service_account_id=build_account_name,
+                    role="roles/iam.serviceAccountUser",
+                    member=args.launcher,
+                    opts=child,
+                ),
+                gcp.artifactregistry.RepositoryIamMember(
+                    f"{name}-launcher-images",
+                    project=self.project,
+                    location=platform["region"],
+                    repository=platform["repositoryId"],
+                    role="roles/artifactregistry.reader",
+                    member=args.launcher,
+                    opts=child,
+                ),
+            ]
 
         # What a launch reads (jobs.stack.StackOutputs, by field; the output names are defined there).
         launch: dict[str, pulumi.Input[str]] = {
@@ -155,6 +209,7 @@ class Experiment(pulumi.ComponentResource):
             "job_service_account": self.job_account.email,
             "repository_url": platform["repositoryUrl"],
             "tensorboard": self.tensorboard,
+            "build_service_account": build_account,
         }
         self.outputs: dict[str, pulumi.Input[str]] = {
             ROLE_OUTPUT: EXPERIMENT_ROLE,

@@ -1,4 +1,5 @@
-"""The shared platform stack: project APIs, the image repository, Vertex AI service agents, optional TensorBoard.
+"""The shared platform stack: project APIs, the image repository, its build account, Vertex AI service agents,
+optional TensorBoard.
 
 One per project and region. Experiment stacks read its outputs through a StackReference and add their own
 non-authoritative grants to what it owns; nothing here is specific to one experiment.
@@ -22,9 +23,7 @@ REQUIRED_APIS: dict[str, str] = {
     "cloudbuild.googleapis.com": "Cloud Build: builds and pushes the training image without a local Docker.",
     "cloudresourcemanager.googleapis.com": "Resource Manager: the project number and the project IAM policy "
     "that every project-level IAMMember edits.",
-    "compute.googleapis.com": "Compute Engine: the machine and accelerator types Vertex jobs run on; in newer "
-    "projects the default Cloud Build service account is the Compute Engine default service account.",
-    "iam.googleapis.com": "IAM: the job service accounts of the experiments and the TensorBoard writer role.",
+    "iam.googleapis.com": "IAM: the build and job service accounts and the TensorBoard writer role.",
     "iamcredentials.googleapis.com": "IAM Service Account Credentials: short-lived tokens, so that Vertex AI "
     "and launchers act as a job service account without any key.",
     "logging.googleapis.com": "Cloud Logging: the logs of the training jobs.",
@@ -32,9 +31,13 @@ REQUIRED_APIS: dict[str, str] = {
 }
 RESOURCE_MANAGER = "cloudresourcemanager.googleapis.com"
 
-# The permissions the TensorBoard uploader of a Vertex AI custom job uses: create and find the experiment, its
-# runs and time series, and write data points. Narrower than roles/aiplatform.user, which would also let a job
-# start other jobs (as the Vertex AI Custom Code Service Agent, which can read every bucket of the project).
+# The permissions the TensorBoard uploader of a Vertex AI custom job uses, as the job's service account: find the
+# instance (and its blob storage prefix), create and find the experiment, its runs and time series, and write data
+# points (the IAM permissions of each method in the Vertex AI REST reference, projects.locations.tensorboards.*).
+# "Set up Vertex AI TensorBoard" grants that account roles/aiplatform.user and roles/storage.admin on the project
+# instead: aiplatform.user would also let a job start other jobs (as the Vertex AI Custom Code Service Agent, which
+# can read every bucket of the project), storage.admin would open every experiment's bucket. The blob data (images,
+# graphs) is written to the instance's blob storage prefix; experiments grant that write on the prefix alone.
 TENSORBOARD_WRITER_PERMISSIONS: tuple[str, ...] = (
     "aiplatform.tensorboards.get",
     "aiplatform.tensorboards.list",
@@ -66,6 +69,7 @@ class PlatformArgs:
     names: StackNames
     tensorboard: bool
     keep_image_versions: int
+    image_retention_days: int
     untagged_image_days: int
     cloud_build_service_account: str | None = None
 
@@ -102,12 +106,23 @@ class Platform(pulumi.ComponentResource):
             description="Training images of the detector.",
             labels=labels,
             cleanup_policy_dry_run=False,
+            # A keep policy only exempts versions from the delete policies, and a version that matches both is
+            # kept ("Artifact Registry cleanup policies" overview). Every build is tagged (by content hash), so
+            # old tagged versions need a delete policy of their own; tag state ANY matches them.
             cleanup_policies=[
                 gcp.artifactregistry.RepositoryCleanupPolicyArgs(
                     id="keep-newest-versions",
                     action="KEEP",
                     most_recent_versions=gcp.artifactregistry.RepositoryCleanupPolicyMostRecentVersionsArgs(
                         keep_count=args.keep_image_versions,
+                    ),
+                ),
+                gcp.artifactregistry.RepositoryCleanupPolicyArgs(
+                    id="delete-old-versions",
+                    action="DELETE",
+                    condition=gcp.artifactregistry.RepositoryCleanupPolicyConditionArgs(
+                        tag_state="ANY",
+                        older_than=f"{args.image_retention_days * 86400}s",
                     ),
                 ),
                 gcp.artifactregistry.RepositoryCleanupPolicyArgs(
@@ -125,10 +140,12 @@ class Platform(pulumi.ComponentResource):
             args.region, "-docker.pkg.dev/", args.project, "/", self.repository.repository_id
         )
 
-        # The Vertex AI service agent provisions job VMs (GPU and TPU) and pulls images from this project's
-        # registry. Creating it here lets its grant exist before the first job. Google grants the role when the
-        # agent is first created by use, not always when it is generated through the API, so it is granted
-        # explicitly; retain_on_delete keeps `pulumi destroy` from stripping Vertex AI of its own role.
+        # The Vertex AI service agent provisions job VMs (GPU and TPU) and pulls the job images: a custom service
+        # account cannot be used to pull them ("Use a custom service account", Vertex AI docs); it reads the
+        # repository through a grant of its own. Creating the agent here lets its grants exist before the first
+        # job. Google grants its role when the agent is first created by use, not always when it is generated
+        # through the API, so it is granted explicitly; retain_on_delete keeps `pulumi destroy` from stripping
+        # Vertex AI of its own role.
         self.vertex_agent = gcp.projects.ServiceIdentity(
             f"{name}-vertex-agent",
             project=args.project,
@@ -142,25 +159,57 @@ class Platform(pulumi.ComponentResource):
             member=self.vertex_agent.member,
             opts=self._needs(RESOURCE_MANAGER, retain_on_delete=True),
         )
+        self.vertex_agent_pull = gcp.artifactregistry.RepositoryIamMember(
+            f"{name}-vertex-agent-pull",
+            project=args.project,
+            location=args.region,
+            repository=self.repository.repository_id,
+            role="roles/artifactregistry.reader",
+            member=self.vertex_agent.member,
+            opts=self._needs("artifactregistry.googleapis.com"),
+        )
 
         # Vertex AI trains on TPU VMs whose training container runs as the job's service account, so the Cloud
         # TPU service agent needs no grant (roles/ml.serviceAgent served the TPU Nodes of the retired ML Engine).
         # ServiceIdentity cannot generate this legacy agent, so its email is built from the number.
         self.tpu_agent = self.project_number.apply(lambda number: f"service-{number}@cloud-tpu.iam.gserviceaccount.com")
 
-        self.cloud_build_account = (
-            pulumi.Output.from_input(args.cloud_build_service_account)
-            if args.cloud_build_service_account
-            else self.project_number.apply(lambda number: f"{number}@cloudbuild.gserviceaccount.com")
-        )
+        # Cloud Build runs as an account of this stack (or the one configured), never the project's default:
+        # that is the Compute Engine default account in newer projects, and the legacy Cloud Build account does
+        # not exist in every project ("Cloud Build service account" and "Configure user-specified service
+        # accounts", Cloud Build docs). It pushes to this repository and writes its logs to Cloud Logging; each
+        # experiment lets it read its build sources.
+        self.build_account: gcp.serviceaccount.Account | None = None
+        if args.cloud_build_service_account:
+            self.cloud_build_account = pulumi.Output.from_input(args.cloud_build_service_account)
+        else:
+            self.build_account = gcp.serviceaccount.Account(
+                f"{name}-build",
+                project=args.project,
+                account_id=args.names.build_account,
+                display_name="Detector image builds",
+                description="Cloud Build runs `images build` as this account: it pushes to the detector repository.",
+                opts=self._needs("iam.googleapis.com"),
+            )
+            self.cloud_build_account = self.build_account.email
+        build_member = self.cloud_build_account.apply(lambda email: f"serviceAccount:{email}")
         self.cloud_build_push = gcp.artifactregistry.RepositoryIamMember(
             f"{name}-cloudbuild-push",
             project=args.project,
             location=args.region,
             repository=self.repository.repository_id,
             role="roles/artifactregistry.writer",
-            member=self.cloud_build_account.apply(lambda email: f"serviceAccount:{email}"),
+            member=build_member,
             opts=self._needs("artifactregistry.googleapis.com", "cloudbuild.googleapis.com"),
+        )
+        # A user-specified build account must send its logs to Cloud Logging (or a bucket of its own) and needs
+        # roles/logging.logWriter for it ("Configure user-specified service accounts", Cloud Build docs).
+        self.cloud_build_logs = gcp.projects.IAMMember(
+            f"{name}-cloudbuild-logs",
+            project=args.project,
+            role="roles/logging.logWriter",
+            member=build_member,
+            opts=self._needs(RESOURCE_MANAGER, "logging.googleapis.com"),
         )
 
         self.tensorboard: gcp.vertex.AiTensorboard | None = None
@@ -178,7 +227,7 @@ class Platform(pulumi.ComponentResource):
             self.tensorboard_writer = gcp.projects.IAMCustomRole(
                 f"{name}-tensorboard-writer",
                 project=args.project,
-                role_id=args.names.tensorboard_writer_role,
+                role_id=self.tensorboard.name.apply(args.names.tensorboard_writer_role),
                 title="Detector TensorBoard writer",
                 description="Lets a job service account upload its training curves to Vertex AI TensorBoard.",
                 permissions=list(TENSORBOARD_WRITER_PERMISSIONS),
@@ -197,6 +246,7 @@ class Platform(pulumi.ComponentResource):
             "cloudBuildServiceAccount": self.cloud_build_account,
             "tensorboard": self.tensorboard.id if self.tensorboard else "",
             "tensorboardWriterRole": self.tensorboard_writer.name if self.tensorboard_writer else "",
+            "tensorboardBlobStoragePrefix": self.tensorboard.blob_storage_path_prefix if self.tensorboard else "",
         }
         self.register_outputs(self.outputs)
 

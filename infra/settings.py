@@ -1,10 +1,10 @@
 """The stack's configuration, read once from `pulumi config` and validated with errors that say what to set.
 
 Keys: `gcp:project`, `gcp:region`, `detector:role` (`platform` or `experiment`); platform options
-`detector:tensorboard`, `detector:keepImageVersions`, `detector:untaggedImageDays`,
+`detector:tensorboard`, `detector:keepImageVersions`, `detector:imageRetentionDays`, `detector:untaggedImageDays`,
 `detector:cloudBuildServiceAccount`; experiment keys `detector:platformStack` (required),
 `detector:protectBucket`, `detector:noncurrentVersionDays`, `detector:checkpointRetentionDays`,
-`detector:tensorboard`, `detector:launcher`.
+`detector:softDeleteDays`, `detector:tensorboard`, `detector:launcher`.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class PlatformSettings:
     stack: str
     tensorboard: bool = True
     keep_image_versions: int = 10
+    image_retention_days: int = 30
     untagged_image_days: int = 7
     cloud_build_service_account: str | None = None
 
@@ -42,6 +43,7 @@ class ExperimentSettings:
     protect_bucket: bool = True
     noncurrent_version_days: int = 7
     checkpoint_retention_days: int = 30
+    soft_delete_days: int = 0
     tensorboard: bool = True
     launcher: str | None = None
 
@@ -70,6 +72,7 @@ def load() -> PlatformSettings | ExperimentSettings:
             stack=stack,
             tensorboard=_bool(config, "tensorboard", PlatformSettings.tensorboard),
             keep_image_versions=_positive_int(config, "keepImageVersions", PlatformSettings.keep_image_versions),
+            image_retention_days=_positive_int(config, "imageRetentionDays", PlatformSettings.image_retention_days),
             untagged_image_days=_positive_int(config, "untaggedImageDays", PlatformSettings.untagged_image_days),
             cloud_build_service_account=_email(config, "cloudBuildServiceAccount"),
         )
@@ -85,6 +88,7 @@ def load() -> PlatformSettings | ExperimentSettings:
         checkpoint_retention_days=_positive_int(
             config, "checkpointRetentionDays", ExperimentSettings.checkpoint_retention_days
         ),
+        soft_delete_days=_soft_delete_days(config),
         tensorboard=_bool(config, "tensorboard", ExperimentSettings.tensorboard),
         launcher=_member(config, "launcher"),
     )
@@ -114,6 +118,17 @@ def _positive_int(config: pulumi.Config, key: str, default: int) -> int:
     if not value.isdigit() or int(value) < 1:
         raise SettingsError(f"detector:{key} must be a whole number of at least 1, not {value!r}: "
                             f"pulumi config set detector:{key} {default}")
+    return int(value)
+
+
+def _soft_delete_days(config: pulumi.Config) -> int:
+    """0 (off) or 7-90 days: the range of a bucket's soft delete retention (pulumi_gcp `BucketSoftDeletePolicy`)."""
+    value = config.get("softDeleteDays")
+    if value is None:
+        return ExperimentSettings.soft_delete_days
+    if not value.isdigit() or not (int(value) == 0 or 7 <= int(value) <= 90):
+        raise SettingsError(f"detector:softDeleteDays must be 0 (off) or 7 to 90 days, not {value!r}: "
+                            "pulumi config set detector:softDeleteDays 0")
     return int(value)
 
 

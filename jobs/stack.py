@@ -30,8 +30,13 @@ OUTPUT_NAMES = {
     "tensorboard": "tensorboard",
     "experiment": "experiment",
     "checkpoints_prefix": "checkpointsPrefix",
+    "build_service_account": "buildServiceAccount",
 }
-OPTIONAL_FIELDS = {"checkpoints_prefix"}  # stacks made before it was exported: the bucket's own layout
+# Outputs that stacks made before they were exported lack: the checkpoints prefix follows the bucket's own layout;
+# without a build service account, Cloud Build runs as the project's default one.
+OPTIONAL_FIELDS = {"checkpoints_prefix", "build_service_account"}
+# Where `images build` stages the Cloud Build source in the experiment bucket; the build account may read only this.
+BUILD_SOURCES = "builds"
 ROLE_OUTPUT = "role"  # every stack exports which kind it is
 PLATFORM_ROLE, EXPERIMENT_ROLE = "platform", "experiment"
 V = TypeVar("V")
@@ -45,7 +50,8 @@ class StackError(DetectorError):
 
 @dataclass(frozen=True)
 class StackOutputs:
-    """The outputs of one experiment stack. `tensorboard` is "" when TensorBoard is off."""
+    """The outputs of one experiment stack. `tensorboard` is "" when TensorBoard is off; `build_service_account`
+    is "" for stacks made before it was exported."""
 
     project: str
     region: str
@@ -57,6 +63,7 @@ class StackOutputs:
     tensorboard: str
     experiment: str
     checkpoints_prefix: str
+    build_service_account: str = ""
 
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, Any], source: str) -> StackOutputs:
@@ -91,6 +98,10 @@ class StackOutputs:
     def checkpoint_uri(self, run_id: str) -> str:
         """gs:// folder of a run's training checkpoints (the bucket deletes them after its retention days)."""
         return f"{self.checkpoints_prefix}/{run_id}"
+
+    def build_source(self, name: str) -> str:
+        """Object name, in the experiment bucket, of a Cloud Build source tarball."""
+        return f"{BUILD_SOURCES}/{name}"
 
     def image(self, name: str, tag: str) -> str:
         """Full reference of an image in the platform's repository."""

@@ -137,3 +137,15 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_exactly_one_source(stack: str | None, outputs_file: Path | None) -> None:
     with pytest.raises(StackError, match="--stack NAME .* or --stack-outputs FILE"):
         load_stack_outputs(stack=stack, outputs_file=outputs_file)
+
+
+def test_stacks_made_before_the_optional_outputs_still_load(tmp_path: Path) -> None:
+    old = {key: value for key, value in OUTPUTS.items() if key not in ("checkpointsPrefix", "buildServiceAccount")}
+    outputs = load_stack_outputs(outputs_file=write_json(tmp_path / "old.json", old))
+    assert outputs.build_service_account == ""
+    assert outputs.checkpoints_prefix == "gs://acme-ml-detector-exp-coco/checkpoints"
+    assert outputs.build_source("trainer-abc.tar.gz") == "builds/trainer-abc.tar.gz"
+    builder = "detector-build-platform@acme-ml.iam.gserviceaccount.com"
+    new = OUTPUTS | {"buildServiceAccount": builder}
+    current = load_stack_outputs(outputs_file=write_json(tmp_path / "new.json", new))
+    assert current.build_service_account == builder

@@ -1,13 +1,15 @@
 """The security invariants of every detector stack, as Pulumi resource validation policies.
 
 Each policy's `validate(args, report_violation)` reads only `args.resource_type` and `args.props` (the
-resource's inputs, camelCase as the engine sends them), so tests call it with recorded or crafted resources.
+resource's inputs, camelCase as the engine sends them). pulumi_policy hands the props over as read-only proxies
+(`collections.abc.Mapping` and `Sequence`, never dict or list), so the rules test for those abstract types; the
+tests run them through pulumi_policy's own analyzer with recorded or crafted resources.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from pulumi_policy import (
@@ -48,19 +50,26 @@ def _bucket_is_private(args: ResourceValidationArgs, report_violation: ReportVio
 
 def _members(props: Any, key: str = "") -> Iterator[str]:
     """Every IAM member in `props`: `member`, `members` and the bindings of a JSON `policyData`."""
-    if isinstance(props, dict):
+    if isinstance(props, str):
+        if key in ("member", "members"):
+            yield props
+        elif key == "policyData":
+            yield from _policy_members(props)
+    elif isinstance(props, Mapping):
         for name, value in props.items():
             yield from _members(value, name)
-    elif isinstance(props, list):
+    elif isinstance(props, Sequence):
         for value in props:
             yield from _members(value, key)
-    elif isinstance(props, str) and key in ("member", "members"):
-        yield props
-    elif isinstance(props, str) and key == "policyData":
-        try:
-            yield from _members(json.loads(props))
-        except ValueError:
-            return
+
+
+def _policy_members(policy_data: str) -> Iterator[str]:
+    """The members of the bindings of a JSON IAM policy."""
+    try:
+        policy = json.loads(policy_data)
+    except ValueError:
+        return
+    yield from _members(policy)
 
 
 def _no_public_member(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:

@@ -51,7 +51,7 @@ class CloudBuilder:
 
         storage_client = self._storage_client or storage.Client(project=self.stack.project)
         client = self._build_client or cloudbuild_v1.CloudBuildClient(transport="rest")
-        source = f"builds/{context.image}-{context.tag}.tar.gz"
+        source = self.stack.build_source(f"{context.image}-{context.tag}.tar.gz")
         blob = storage_client.bucket(self.stack.bucket).blob(source)
         blob.upload_from_string(context.tarball, content_type="application/gzip", checksum="md5")
         build = cloudbuild_v1.Build(
@@ -61,6 +61,7 @@ class CloudBuilder:
                 "build", "-f", f"images/{context.image}/Dockerfile", "-t", ref, "."])],
             images=[ref], timeout={"seconds": BUILD_TIMEOUT_S},
             tags=[f"detector-{context.image}", f"experiment-{self.stack.experiment}"],
+            **self._identity(),
         )
         operation = client.create_build(project_id=self.stack.project, build=build)
         build_id = operation.metadata.build.id
@@ -75,6 +76,19 @@ class CloudBuilder:
             if current.status in failed:
                 raise BuildError(f"Cloud Build {build_id} ended {current.status.name}: {current.log_url}")
             self._sleep(self._poll_s)
+
+    def _identity(self) -> dict:
+        """The platform's build account, when the stack names one. A user-specified build account needs its logs
+        in Cloud Logging or a bucket of its own ("Configure user-specified service accounts", Cloud Build docs);
+        named `projects/PROJECT/serviceAccounts/EMAIL` (Cloud Build v1 `ServiceAccountName` reference)."""
+        from google.cloud.devtools import cloudbuild_v1
+
+        if not self.stack.build_service_account:
+            return {}
+        return {
+            "service_account": f"projects/{self.stack.project}/serviceAccounts/{self.stack.build_service_account}",
+            "options": cloudbuild_v1.BuildOptions(logging=cloudbuild_v1.BuildOptions.LoggingMode.CLOUD_LOGGING_ONLY),
+        }
 
 
 class LocalDockerBuilder:

@@ -37,6 +37,7 @@ PROJECT_NUMBER = "123456789012"
 REGION = "us-central1"
 PLATFORM_STACK = "organization/detector/platform"
 TENSORBOARD_ID = "4242424242"
+TENSORBOARD_BUCKET = "cloud-ai-platform-0a1b2c3d"
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state |= {"email": email, "member": f"serviceAccount:{email}"}
         elif args.typ == "gcp:vertex/aiTensorboard:AiTensorboard":
             resource_id = f"projects/{inputs['project']}/locations/{inputs['region']}/tensorboards/{TENSORBOARD_ID}"
-            state["name"] = TENSORBOARD_ID
+            state |= {"name": TENSORBOARD_ID,
+                      "blobStoragePathPrefix": f"{TENSORBOARD_BUCKET}/tensorboard-{TENSORBOARD_ID}"}
         elif args.typ == "gcp:projects/iAMCustomRole:IAMCustomRole":
             state["name"] = f"projects/{inputs['project']}/roles/{inputs['roleId']}"
         return resource_id, state

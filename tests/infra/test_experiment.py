@@ -10,6 +10,8 @@ from pulumi_harness import (
     PLATFORM_STACK,
     PROJECT,
     REGION,
+    TENSORBOARD_BUCKET,
+    TENSORBOARD_ID,
     Deployment,
     deploy,
     experiment_config,
@@ -24,6 +26,8 @@ pytest_plugins = ["pulumi_fixtures"]
 BUCKET = "gcp:storage/bucket:Bucket"
 ACCOUNT = "gcp:serviceaccount/account:Account"
 STACK_REFERENCE = "pulumi:pulumi:StackReference"
+JOB = "serviceAccount:detector-exp-coco@acme-ml.iam.gserviceaccount.com"
+BUILDER = "serviceAccount:detector-build-platform@acme-ml.iam.gserviceaccount.com"
 
 
 def grants(deployment: Deployment) -> set[tuple[str, str, str, str]]:
@@ -51,6 +55,7 @@ def test_bucket_is_regional_private_versioned_and_expires_old_data(experiment: D
             {"action": {"type": "Delete"},
              "condition": {"withState": "LIVE", "age": 30, "matchesPrefixes": ["checkpoints/"]}},
         ],
+        "softDeletePolicy": {"retentionDurationSeconds": 0},
         "labels": {"app": "detector", "experiment": "exp-coco", "managed-by": "pulumi"},
         "forceDestroy": False,
     }
@@ -64,42 +69,61 @@ def test_destroy_keeps_the_bucket_and_nothing_else(experiment: Deployment) -> No
 def test_unprotected_bucket_is_deleted_with_its_objects() -> None:
     platform = deploy("platform", platform_config())
     deployment = deploy("exp-tmp", experiment_config(protectBucket="false", noncurrentVersionDays="3",
-                                                     checkpointRetentionDays="10"), {PLATFORM_STACK: platform.outputs})
+                                                     checkpointRetentionDays="10", softDeleteDays="7"),
+                        {PLATFORM_STACK: platform.outputs})
     bucket = deployment.one(BUCKET)
     assert bucket.inputs["forceDestroy"] is True
+    assert bucket.inputs["softDeletePolicy"] == {"retentionDurationSeconds": 7 * 86400}
     assert not bucket.retain_on_delete
     assert [rule["condition"].get("daysSinceNoncurrentTime", rule["condition"].get("age"))
             for rule in bucket.inputs["lifecycleRules"]] == [3, 10]
 
 
-def test_job_account_gets_exactly_its_bucket_the_images_logs_and_tensorboard(experiment: Deployment) -> None:
-    member = "serviceAccount:detector-exp-coco@acme-ml.iam.gserviceaccount.com"
+def test_job_account_gets_exactly_its_bucket_and_tensorboard_the_builder_its_sources(
+    experiment: Deployment,
+) -> None:
+    """No repository role (Vertex AI pulls images as its agent) and no project-wide log writing."""
+    role = f"projects/acme-ml/roles/detectorTensorboardWriter_platform_{TENSORBOARD_ID}"
     assert grants(experiment) == {
-        ("BucketIAMMember", "roles/storage.objectAdmin", member, "acme-ml-detector-exp-coco"),
-        ("BucketIAMMember", "roles/storage.legacyBucketReader", member, "acme-ml-detector-exp-coco"),
-        ("RepositoryIamMember", "roles/artifactregistry.reader", member, "detector-platform"),
-        ("IAMMember", "roles/logging.logWriter", member, PROJECT),
-        ("IAMMember", "projects/acme-ml/roles/detectorTensorboardWriter_platform", member, PROJECT),
+        ("BucketIAMMember", "roles/storage.objectAdmin", JOB, "acme-ml-detector-exp-coco"),
+        ("BucketIAMMember", "roles/storage.legacyBucketReader", JOB, "acme-ml-detector-exp-coco"),
+        ("BucketIAMMember", "roles/storage.objectCreator", JOB, TENSORBOARD_BUCKET),
+        ("IAMMember", role, JOB, PROJECT),
+        ("BucketIAMMember", "roles/storage.objectViewer", BUILDER, "acme-ml-detector-exp-coco"),
     }
     assert experiment.one(ACCOUNT).inputs["accountId"] == "detector-exp-coco"
 
 
-def test_launcher_may_act_as_the_job_account(other_experiment: Deployment) -> None:
-    launcher = other_experiment.one("gcp:serviceaccount/iAMMember:IAMMember")
-    assert launcher.inputs == {
-        "serviceAccountId": "projects/acme-ml/serviceAccounts/detector-exp-voc@acme-ml.iam.gserviceaccount.com",
-        "role": "roles/iam.serviceAccountUser",
-        "member": "user:ana@example.com",
-    }
+def test_conditional_grants_reach_one_prefix_only(experiment: Deployment) -> None:
+    sources = experiment.one("gcp:storage/bucketIAMMember:BucketIAMMember", member=BUILDER)
+    assert sources.inputs["condition"]["expression"] == (
+        'resource.name.startsWith("projects/_/buckets/acme-ml-detector-exp-coco/objects/builds/")')
+    blobs = experiment.one("gcp:storage/bucketIAMMember:BucketIAMMember", role="roles/storage.objectCreator")
+    assert blobs.inputs["condition"]["expression"] == (
+        f'resource.name.startsWith("projects/_/buckets/{TENSORBOARD_BUCKET}/objects/tensorboard-{TENSORBOARD_ID}/")')
+    unconditional = [r for r in experiment.resources if "member" in r.inputs and "condition" not in r.inputs]
+    assert {r.inputs["role"] for r in unconditional} == {
+        "roles/storage.objectAdmin", "roles/storage.legacyBucketReader",
+        f"projects/acme-ml/roles/detectorTensorboardWriter_platform_{TENSORBOARD_ID}"}
+
+
+def test_launcher_may_act_as_the_job_and_build_accounts_and_read_the_images(other_experiment: Deployment) -> None:
+    launcher = [r.inputs for r in other_experiment.resources if r.inputs.get("member") == "user:ana@example.com"]
+    assert sorted(launcher, key=lambda grant: sorted(grant.items())) == sorted([
+        {"serviceAccountId": "projects/acme-ml/serviceAccounts/detector-exp-voc@acme-ml.iam.gserviceaccount.com",
+         "role": "roles/iam.serviceAccountUser", "member": "user:ana@example.com"},
+        {"serviceAccountId": "projects/acme-ml/serviceAccounts/detector-build-platform@acme-ml.iam.gserviceaccount.com",
+         "role": "roles/iam.serviceAccountUser", "member": "user:ana@example.com"},
+        {"project": PROJECT, "location": REGION, "repository": "detector-platform",
+         "role": "roles/artifactregistry.reader", "member": "user:ana@example.com"},
+    ], key=lambda grant: sorted(grant.items()))
 
 
 def test_reads_the_platform_through_one_stack_reference(experiment: Deployment, platform: Deployment) -> None:
     reference = experiment.one(STACK_REFERENCE)
     assert reference.inputs["name"] == PLATFORM_STACK
-    images = experiment.one("gcp:artifactregistry/repositoryIamMember:RepositoryIamMember")
-    assert (images.inputs["repository"], images.inputs["location"]) == (
-        platform.outputs["repositoryId"], platform.outputs["region"])
     assert experiment.outputs["repositoryUrl"] == platform.outputs["repositoryUrl"]
+    assert experiment.outputs["buildServiceAccount"] == platform.outputs["cloudBuildServiceAccount"]
     assert experiment.outputs["tensorboard"] == platform.outputs["tensorboard"]
     writer = experiment.one("gcp:projects/iAMMember:IAMMember", role=platform.outputs["tensorboardWriterRole"])
     assert writer.inputs["project"] == platform.outputs["project"]
@@ -119,6 +143,7 @@ def test_outputs_are_everything_a_launch_needs(experiment: Deployment) -> None:
         job_service_account="detector-exp-coco@acme-ml.iam.gserviceaccount.com",
         repository_url=f"{REGION}-docker.pkg.dev/{PROJECT}/detector-platform",
         tensorboard="projects/acme-ml/locations/us-central1/tensorboards/4242424242",
+        build_service_account="detector-build-platform@acme-ml.iam.gserviceaccount.com",
     )
     assert experiment.outputs == launch.to_outputs() | {"platformStack": PLATFORM_STACK}
 
@@ -130,7 +155,8 @@ def test_two_experiments_share_nothing_writable(experiment: Deployment, other_ex
     for mine, theirs in ((experiment, other_experiment), (other_experiment, experiment)):
         writable = {target for _, role, _, target in grants(mine) if role.startswith("roles/storage.")}
         members = {member for _, _, member, _ in grants(mine)}
-        assert writable == {mine.outputs["bucket"]}
+        # The one shared write surface: new blobs under the shared TensorBoard instance's prefix.
+        assert writable == {mine.outputs["bucket"], TENSORBOARD_BUCKET}
         assert f"serviceAccount:{theirs.outputs['jobServiceAccount']}" not in members
     names = {(r.type, r.inputs.get("name") or r.inputs.get("accountId")) for r in experiment.cloud}
     other_names = {(r.type, r.inputs.get("name") or r.inputs.get("accountId")) for r in other_experiment.cloud}
@@ -154,8 +180,7 @@ def test_experiment_may_run_in_another_region_without_tensorboard(platform: Depl
     deployment = deploy("exp-v5e", config, {PLATFORM_STACK: platform.outputs})
     assert deployment.one(BUCKET).inputs["location"] == "US-WEST4"
     assert deployment.outputs["region"] == "us-west4"
-    images = deployment.one("gcp:artifactregistry/repositoryIamMember:RepositoryIamMember")
-    assert images.inputs["location"] == REGION
+    assert not [r for r in deployment.resources if "tensorboard" in r.name]
 
 
 @pytest.mark.parametrize(
@@ -189,12 +214,15 @@ def test_gcp_names_fit_gcp_rules_for_any_stack_name(stack: str) -> None:
     assert re.fullmatch(r"[a-z][a-z0-9-]{4,28}[a-z0-9]", names.job_account), names.job_account
     assert re.fullmatch(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", names.bucket), names.bucket
     assert re.fullmatch(r"[a-z][a-z0-9-]{0,62}", names.repository), names.repository
-    assert re.fullmatch(r"[a-zA-Z0-9_.]{3,64}", names.tensorboard_writer_role), names.tensorboard_writer_role
+    role = names.tensorboard_writer_role("1234567890123456789")
+    assert re.fullmatch(r"[a-zA-Z0-9_.]{3,64}", role), role
     assert re.fullmatch(r"[a-z0-9_-]{1,63}", names.labels["experiment"]), names.labels["experiment"]
 
 
 def test_distinct_stack_names_never_share_a_gcp_name() -> None:
     stacks = ["exp-a", "exp_a", "Exp-A", "exp-" + "x" * 40, "exp-" + "x" * 41]
-    for attribute in ("bucket", "job_account", "repository", "tensorboard_writer_role", "experiment_label"):
+    for attribute in ("bucket", "job_account", "build_account", "repository", "experiment_label"):
         values = [getattr(naming.StackNames(project=PROJECT, stack=s), attribute) for s in stacks]
         assert len(set(values)) == len(stacks), (attribute, values)
+    roles = {naming.StackNames(project=PROJECT, stack=s).tensorboard_writer_role("42") for s in stacks}
+    assert len(roles) == len(stacks)

@@ -8,6 +8,7 @@ from pulumi_harness import (
     PROJECT,
     PROJECT_NUMBER,
     REGION,
+    TENSORBOARD_BUCKET,
     TENSORBOARD_ID,
     Deployment,
     deploy,
@@ -28,7 +29,8 @@ IAM_TYPES = {
     "gcp:serviceaccount/iAMMember:IAMMember",
 }
 VERTEX_AGENT = f"service-{PROJECT_NUMBER}@gcp-sa-aiplatform.iam.gserviceaccount.com"
-CLOUD_BUILD = f"{PROJECT_NUMBER}@cloudbuild.gserviceaccount.com"
+CLOUD_BUILD = f"detector-build-platform@{PROJECT}.iam.gserviceaccount.com"
+ROLE = f"projects/{PROJECT}/roles/detectorTensorboardWriter_platform_{TENSORBOARD_ID}"
 
 
 def grants(deployment: Deployment) -> set[tuple[str, str, str]]:
@@ -41,32 +43,38 @@ def test_enables_every_api_with_a_reason_and_never_disables_one(platform: Deploy
     assert {s.inputs["service"] for s in services} == set(platform_stack.REQUIRED_APIS)
     assert {"aiplatform.googleapis.com", "storage.googleapis.com", "artifactregistry.googleapis.com",
             "cloudbuild.googleapis.com", "iam.googleapis.com", "iamcredentials.googleapis.com",
-            "logging.googleapis.com", "compute.googleapis.com"} <= set(platform_stack.REQUIRED_APIS)
+            "logging.googleapis.com"} <= set(platform_stack.REQUIRED_APIS)
+    # Enabling Compute Engine makes its default service account; nothing here needs either.
+    assert "compute.googleapis.com" not in platform_stack.REQUIRED_APIS
     assert all(reason.strip() for reason in platform_stack.REQUIRED_APIS.values())
     assert [s.inputs["disableOnDestroy"] for s in services] == [False] * len(platform_stack.REQUIRED_APIS)
     assert {s.inputs["project"] for s in services} == {PROJECT}
 
 
 @pytest.mark.parametrize(
-    ("type_", "apis"),
+    ("name", "apis"),
     [
-        (REPOSITORY, {"artifactregistry"}),
-        ("gcp:projects/serviceIdentity:ServiceIdentity", {"aiplatform"}),
-        ("gcp:projects/iAMMember:IAMMember", {"cloudresourcemanager"}),
-        ("gcp:artifactregistry/repositoryIamMember:RepositoryIamMember", {"artifactregistry", "cloudbuild"}),
-        ("gcp:vertex/aiTensorboard:AiTensorboard", {"aiplatform"}),
-        ("gcp:projects/iAMCustomRole:IAMCustomRole", {"iam"}),
+        ("platform-images", {"artifactregistry"}),
+        ("platform-vertex-agent", {"aiplatform"}),
+        ("platform-vertex-agent-role", {"cloudresourcemanager"}),
+        ("platform-vertex-agent-pull", {"artifactregistry"}),
+        ("platform-build", {"iam"}),
+        ("platform-cloudbuild-push", {"artifactregistry", "cloudbuild"}),
+        ("platform-cloudbuild-logs", {"cloudresourcemanager", "logging"}),
+        ("platform-tensorboard", {"aiplatform"}),
+        ("platform-tensorboard-writer", {"iam"}),
     ],
 )
-def test_every_resource_waits_for_the_apis_it_needs(platform: Deployment, type_: str, apis: set[str]) -> None:
+def test_every_resource_waits_for_the_apis_it_needs(platform: Deployment, name: str, apis: set[str]) -> None:
     api_urns = {platform.urn_of(SERVICE, service=f"{api}.googleapis.com") for api in apis}
-    assert api_urns <= platform.one(type_).dependencies
+    (resource,) = [r for r in platform.cloud if r.name == name]
+    assert api_urns <= resource.dependencies
 
 
 def test_every_cloud_resource_is_covered_by_an_api_dependency(platform: Deployment) -> None:
     others = [r for r in platform.cloud if r.type != SERVICE]
     service_urns = {s.urn for s in platform.of_type(SERVICE)}
-    assert len(others) == 6
+    assert len(others) == 9
     assert all(r.dependencies & service_urns for r in others)
     assert platform.invokes == ["gcp:organizations/getProject:getProject"]
 
@@ -85,25 +93,31 @@ def test_repository_is_docker_with_a_cleanup_policy(platform: Deployment) -> Non
     }
     assert repository.inputs["cleanupPolicies"] == [
         {"id": "keep-newest-versions", "action": "KEEP", "mostRecentVersions": {"keepCount": 10}},
+        {"id": "delete-old-versions", "action": "DELETE", "condition": {"tagState": "ANY", "olderThan": "2592000s"}},
         {"id": "delete-old-untagged", "action": "DELETE",
          "condition": {"tagState": "UNTAGGED", "olderThan": "604800s"}},
     ]
 
 
 def test_cleanup_policy_follows_config() -> None:
-    repository = deploy("platform", platform_config(keepImageVersions="3", untaggedImageDays="2")).one(REPOSITORY)
-    assert repository.inputs["cleanupPolicies"][0]["mostRecentVersions"] == {"keepCount": 3}
-    assert repository.inputs["cleanupPolicies"][1]["condition"]["olderThan"] == "172800s"
+    config = platform_config(keepImageVersions="3", imageRetentionDays="14", untaggedImageDays="2")
+    policies = deploy("platform", config).one(REPOSITORY).inputs["cleanupPolicies"]
+    assert policies[0]["mostRecentVersions"] == {"keepCount": 3}
+    assert policies[1]["condition"] == {"tagState": "ANY", "olderThan": f"{14 * 86400}s"}
+    assert policies[2]["condition"]["olderThan"] == "172800s"
 
 
 def test_grants_exactly_what_vertex_jobs_and_cloud_build_need(platform: Deployment) -> None:
     assert grants(platform) == {
         ("IAMMember", "roles/aiplatform.serviceAgent", f"serviceAccount:{VERTEX_AGENT}"),
+        ("RepositoryIamMember", "roles/artifactregistry.reader", f"serviceAccount:{VERTEX_AGENT}"),
         ("RepositoryIamMember", "roles/artifactregistry.writer", f"serviceAccount:{CLOUD_BUILD}"),
+        ("IAMMember", "roles/logging.logWriter", f"serviceAccount:{CLOUD_BUILD}"),
     }
-    assert platform.one("gcp:artifactregistry/repositoryIamMember:RepositoryIamMember").inputs["repository"] == (
-        "detector-platform"
-    )
+    repository_grants = platform.of_type("gcp:artifactregistry/repositoryIamMember:RepositoryIamMember")
+    assert {r.inputs["repository"] for r in repository_grants} == {"detector-platform"}
+    account = platform.one("gcp:serviceaccount/account:Account")
+    assert (account.inputs["accountId"], account.inputs["project"]) == ("detector-build-platform", PROJECT)
     assert platform.one("gcp:projects/serviceIdentity:ServiceIdentity").inputs["service"] == (
         "aiplatform.googleapis.com"
     )
@@ -119,7 +133,8 @@ def test_tensorboard_and_its_least_privilege_writer_role(platform: Deployment) -
     assert tensorboard.inputs["region"] == REGION
     assert tensorboard.inputs["labels"]["experiment"] == "platform"
     role = platform.one("gcp:projects/iAMCustomRole:IAMCustomRole")
-    assert role.inputs["roleId"] == "detectorTensorboardWriter_platform"
+    # The role id ends in the instance id: a platform made again (new instance) never reuses a deleted role id.
+    assert role.inputs["roleId"] == f"detectorTensorboardWriter_platform_{TENSORBOARD_ID}"
     assert role.inputs["permissions"] == list(platform_stack.TENSORBOARD_WRITER_PERMISSIONS)
     assert all(p.startswith("aiplatform.tensorboard") and "*" not in p for p in role.inputs["permissions"])
     assert not any(p.startswith("aiplatform.customJobs") for p in role.inputs["permissions"])
@@ -137,7 +152,8 @@ def test_outputs(platform: Deployment) -> None:
         "tpuServiceAgent": f"service-{PROJECT_NUMBER}@cloud-tpu.iam.gserviceaccount.com",
         "cloudBuildServiceAccount": CLOUD_BUILD,
         "tensorboard": f"projects/{PROJECT}/locations/{REGION}/tensorboards/{TENSORBOARD_ID}",
-        "tensorboardWriterRole": f"projects/{PROJECT}/roles/detectorTensorboardWriter_platform",
+        "tensorboardWriterRole": ROLE,
+        "tensorboardBlobStoragePrefix": f"{TENSORBOARD_BUCKET}/tensorboard-{TENSORBOARD_ID}",
     }
 
 
@@ -147,13 +163,17 @@ def test_tensorboard_off(platform_without_tensorboard: Deployment) -> None:
     assert "gcp:projects/iAMCustomRole:IAMCustomRole" not in types
     assert platform_without_tensorboard.outputs["tensorboard"] == ""
     assert platform_without_tensorboard.outputs["tensorboardWriterRole"] == ""
+    assert platform_without_tensorboard.outputs["tensorboardBlobStoragePrefix"] == ""
 
 
 def test_cloud_build_account_can_be_configured() -> None:
     account = f"{PROJECT_NUMBER}-compute@developer.gserviceaccount.com"
     deployment = deploy("platform", platform_config(cloudBuildServiceAccount=account))
-    push = deployment.one("gcp:artifactregistry/repositoryIamMember:RepositoryIamMember")
-    assert push.inputs["member"] == f"serviceAccount:{account}"
+    assert not deployment.of_type("gcp:serviceaccount/account:Account")
+    push = deployment.one("gcp:artifactregistry/repositoryIamMember:RepositoryIamMember",
+                          role="roles/artifactregistry.writer")
+    logs = deployment.one("gcp:projects/iAMMember:IAMMember", role="roles/logging.logWriter")
+    assert push.inputs["member"] == logs.inputs["member"] == f"serviceAccount:{account}"
     assert deployment.outputs["cloudBuildServiceAccount"] == account
 
 
@@ -161,8 +181,9 @@ def test_two_platform_stacks_use_distinct_names() -> None:
     staging = deploy("staging", platform_config())
     assert staging.one(REPOSITORY).inputs["repositoryId"] == "detector-staging"
     assert staging.one("gcp:projects/iAMCustomRole:IAMCustomRole").inputs["roleId"] == (
-        "detectorTensorboardWriter_staging"
+        f"detectorTensorboardWriter_staging_{TENSORBOARD_ID}"
     )
+    assert staging.one("gcp:serviceaccount/account:Account").inputs["accountId"] == "detector-build-staging"
 
 
 @pytest.mark.parametrize(
@@ -181,9 +202,20 @@ def test_two_platform_stacks_use_distinct_names() -> None:
         (experiment_config(launcher="allUsers"), "pulumi config set detector:launcher user:"),
         (experiment_config(protectBucket="no"), "pulumi config set detector:protectBucket true"),
         (experiment_config(checkpointRetentionDays="-3"), "pulumi config set detector:checkpointRetentionDays 30"),
+        (experiment_config(softDeleteDays="3"), "pulumi config set detector:softDeleteDays 0"),
+        (platform_config(imageRetentionDays="0"), "pulumi config set detector:imageRetentionDays 30"),
     ],
 )
 def test_configuration_errors_say_what_to_set(config: dict[str, str], says: str) -> None:
     with pytest.raises(settings.SettingsError) as error:
         deploy("broken", config, {PLATFORM_STACK: {}})
     assert says in str(error.value)
+
+
+def test_a_second_pulumi_up_declares_the_same_resources(platform: Deployment) -> None:
+    """The documented recovery from a propagation race on a new project is `pulumi up` again: the program must
+    declare exactly the same resources and inputs the second time."""
+    again = deploy("platform", platform_config())
+    declared = {r.urn: r.inputs for r in platform.resources}
+    assert {r.urn: r.inputs for r in again.resources} == declared
+    assert len(declared) == len(platform.resources) == 18

@@ -1,46 +1,60 @@
-"""The policy pack: every stack passes every policy, and each crafted violation is rejected with its message."""
+"""The policy pack: every stack passes every policy, and each crafted violation is rejected with its message.
+
+Every resource goes through pulumi_policy's own analyzer (`Analyze`, the gRPC method the engine calls), so the
+rules see what they see under `pulumi preview --policy-pack`: read-only Mapping/Sequence proxies, not dicts.
+"""
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
+from google.protobuf import json_format, struct_pb2
+from pulumi.runtime import proto
 from pulumi_harness import INFRA, Deployment, Resource, rules
-from pulumi_policy import (
-    EnforcementLevel,
-    PolicyCustomTimeouts,
-    PolicyResourceOptions,
-    ResourceValidationArgs,
-)
+from pulumi_policy import EnforcementLevel, ResourceValidationPolicy
+from pulumi_policy.policy import _PolicyAnalyzerServicer
 
 pytest_plugins = ["pulumi_fixtures"]
 
 
-def violations(resource_type: str, props: dict[str, Any]) -> dict[str, list[str]]:
-    """Run every policy on one resource, as the engine would; policy name -> messages it reported."""
-    args = ResourceValidationArgs(
-        resource_type=resource_type,
-        props=props,
+def analyze(
+    policies: list[ResourceValidationPolicy], resource_type: str, props: dict[str, Any]
+) -> proto.AnalyzeResponse:
+    """What the engine gets back for one resource from a pack of `policies`."""
+    analyzer = _PolicyAnalyzerServicer("detector-security", "0.0.1", policies, EnforcementLevel.MANDATORY)
+    request = proto.AnalyzeRequest(
+        type=resource_type,
+        properties=json_format.ParseDict(props, struct_pb2.Struct()),
         urn=f"urn:pulumi:test::detector::{resource_type}::resource",
         name="resource",
-        opts=PolicyResourceOptions(
-            protect=False,
-            ignore_changes=[],
-            delete_before_replace=None,
-            aliases=[],
-            custom_timeouts=PolicyCustomTimeouts(0, 0, 0),
-            additional_secret_outputs=[],
-        ),
-        provider=None,
     )
+    return analyzer.Analyze(request, None)
+
+
+def violations(resource_type: str, props: dict[str, Any]) -> dict[str, list[str]]:
+    """Run every policy on one resource, as the engine would; policy name -> messages it reported."""
     reported: dict[str, list[str]] = {}
-    for policy in rules.POLICIES:
-        messages: list[str] = []
-        assert policy.validate(args, lambda message, urn=None, into=messages: into.append(message)) is None
-        if messages:
-            reported[policy.name] = messages
+    for diagnostic in analyze(rules.POLICIES, resource_type, props).diagnostics:
+        reported.setdefault(diagnostic.policyName, []).append(diagnostic.message)
     return reported
+
+
+def test_rules_receive_read_only_proxies_not_dicts_or_lists() -> None:
+    """The premise of the tests below: a rule that only walked dict and list would see nothing here."""
+    seen: list[Any] = []
+
+    def probe(args: Any, report_violation: Any) -> None:
+        seen.extend([args.props, args.props["bindings"], args.props["bindings"][0]])
+
+    policy = ResourceValidationPolicy(name="probe", description="records its props", validate=probe)
+    analyze([policy], "gcp:projects/iAMPolicy:IAMPolicy", {"bindings": [{"members": ["allUsers"]}]})
+    props, bindings, binding = seen
+    assert isinstance(props, Mapping) and not isinstance(props, dict)
+    assert isinstance(bindings, Sequence) and not isinstance(bindings, list)
+    assert isinstance(binding, Mapping) and not isinstance(binding, dict)
 
 
 def test_pack_is_mandatory_and_names_are_unique() -> None:
@@ -69,7 +83,7 @@ def test_every_recorded_resource_of_every_stack_passes_every_policy(
     for resource in resources:
         assert violations(resource.type, resource.inputs) == {}, resource.name
         checked += 1
-    assert checked == len(resources) == 16 + 14 + 9 + 10
+    assert checked == len(resources) == 18 + 16 + 9 + 12
     labelled = {r.type for r in resources if "labels" in r.inputs}
     assert labelled == {"gcp:storage/bucket:Bucket", "gcp:artifactregistry/repository:Repository",
                         "gcp:vertex/aiTensorboard:AiTensorboard"}
@@ -96,6 +110,13 @@ CRAFTED: list[tuple[str, str, dict[str, Any], dict[str, str]]] = [
     ("project binding", "gcp:projects/iAMBinding:IAMBinding",
      {"project": "p", "role": "roles/logging.logWriter", "members": [MEMBER]},
      {"no-authoritative-iam": "Use the matching IAMMember"}),
+    ("public members nested in a binding list", "gcp:organizations/iAMBinding:IAMBinding",
+     {"orgId": "1", "role": "roles/viewer", "members": [MEMBER, "allUsers"],
+      "condition": {"title": "t", "expression": "true"}},
+     {"no-authoritative-iam": "is authoritative", "no-public-members": "allUsers"}),
+    ("public member in a condition-free grant list", "gcp:custom/grants:Grants",
+     {"grants": [{"role": "roles/viewer", "member": "allAuthenticatedUsers"}]},
+     {"no-public-members": "allAuthenticatedUsers"}),
     ("project policy with a public binding", "gcp:projects/iAMPolicy:IAMPolicy",
      {"project": "p", "policyData": '{"bindings": [{"role": "roles/viewer", "members": ["allUsers"]}]}'},
      {"no-authoritative-iam": "pulumi/pulumi#13799", "no-public-members": "allUsers"}),
