@@ -22,6 +22,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -119,7 +120,7 @@ def filter_native_stderr() -> None:
 class _Stderr(io.TextIOWrapper):
     """``sys.stderr`` writing to the terminal's descriptor (saved before descriptor 2 became the pipe)."""
 
-    def __init__(self, descriptor: int, like: io.TextIOBase) -> None:
+    def __init__(self, descriptor: int, like: TextIO) -> None:
         super().__init__(io.FileIO(descriptor, "w", closefd=False), encoding=like.encoding, errors=like.errors,
                          line_buffering=True, write_through=True)
 

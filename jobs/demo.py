@@ -17,6 +17,7 @@ from jobs.dataset.synthetic import make_dataset
 from jobs.io import check_output_folder, write_marker
 from jobs.launch.backends import Watch
 from jobs.launch.launcher import EvalOptions, Launcher, Plan, TrainOptions, launcher_for
+from jobs.metrics import MetricsJson
 from jobs.runtime.spec import EvalArgs, ProgressEvent, TrainArgs
 
 DEMO_PRESET = "retinanet-tiny-128"
@@ -25,7 +26,7 @@ KIND = "demo"  # the kind of output folder (jobs.io)
 
 @dataclass(frozen=True)
 class DemoResult:
-    metrics: dict  # the evaluation's metrics.json
+    metrics: MetricsJson
     paths: dict[str, Path]
     seconds: float
 

@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, Literal
 
 from jobs.errors import DetectorError, UsageError
 
@@ -239,7 +239,7 @@ def _same_file(handle: int, path: Path) -> bool:
 
 def remove_stale(folder: Path, prefix: str) -> list[Path]:
     """Remove ``PREFIX.tmp-PID-…`` and ``PREFIX.old-PID`` entries of ``folder`` whose process is gone."""
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:
@@ -273,13 +273,14 @@ def _alive(pid: int) -> bool:
 
 
 @contextmanager
-def atomic_file(path: Path, mode: str = "wb") -> Iterator[IO]:
+def atomic_file(path: Path, mode: Literal["wb", "w"] = "wb") -> Iterator[IO[Any]]:
     """Write ``path`` under a temporary name beside it, renamed over it when the block succeeds: readers never see
-    half a file, and a failure leaves the previous file as it was."""
+    half a file, and a failure leaves the previous file as it was. ``mode`` "w" writes UTF-8 text."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}{TEMPORARY}{os.getpid()}-", dir=path.parent)
     try:
-        with os.fdopen(handle, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as stream:
+        opened = os.fdopen(handle, "wb") if mode == "wb" else os.fdopen(handle, "w", encoding="utf-8")
+        with opened as stream:
             yield stream
         os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)

@@ -11,15 +11,69 @@ import contextlib
 import copy
 import io
 import numbers
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 
 from jobs.errors import DataError
 
+
+class CocoImage(TypedDict):
+    id: int
+    file_name: str
+    width: int
+    height: int
+
+
+class CocoAnnotation(TypedDict):
+    id: NotRequired[int]  # renumbered 1..n by coco_ground_truth when missing, repeated or below 1
+    image_id: int
+    category_id: int
+    bbox: list[float]  # x, y, width, height in pixels
+    area: NotRequired[float]
+    iscrowd: NotRequired[int]
+
+
+class CocoCategory(TypedDict):
+    id: int
+    name: str
+    supercategory: NotRequired[str]
+
+
+class CocoGroundTruth(TypedDict):
+    info: NotRequired[dict[str, str]]
+    images: list[CocoImage]
+    annotations: list[CocoAnnotation]
+    categories: list[CocoCategory]
+
+
+class Detection(TypedDict):
+    image_id: int
+    category_id: int
+    bbox: list[float]  # x, y, width, height in pixels
+    score: float
+
+
+class ClassMetrics(TypedDict):
+    AP: float | None  # None: the class has no ground truth, its AP is undefined
+    AP50: float | None
+    recall: float | None
+
+
+class CocoMetrics(TypedDict):
+    summary: dict[str, float]  # by COCO_KEYS
+    per_class: dict[str, ClassMetrics]
+    detections: int
+
+
+# An evaluation's metrics.json: CocoMetrics annotated by the report's matching (P, R, "all", "threshold") and by
+# the evaluator (model, step, split, baseline...), read back from files written by any version of this tool.
+MetricsJson = dict[str, Any]
+
 COCO_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "ARmax1", "ARmax10", "ARmax100", "ARs", "ARm", "ARl")
 
 
-def coco_ground_truth(ground_truth: dict) -> dict:
+def coco_ground_truth(ground_truth: CocoGroundTruth) -> CocoGroundTruth:
     """A copy pycocotools scores correctly: annotation ids 1..n, ``iscrowd`` and ``area`` set, integer image ids."""
     ground_truth = copy.deepcopy(ground_truth)
     images = ground_truth["images"]
@@ -38,7 +92,7 @@ def coco_ground_truth(ground_truth: dict) -> dict:
     return ground_truth
 
 
-def coco_metrics(ground_truth: dict, detections: list[dict]) -> dict:
+def coco_metrics(ground_truth: CocoGroundTruth, detections: list[Detection]) -> CocoMetrics:
     """The 12 COCO numbers, and AP, AP50 and recall (at 100 detections) per class name."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -46,8 +100,9 @@ def coco_metrics(ground_truth: dict, detections: list[dict]) -> dict:
     names = {c["id"]: c["name"] for c in ground_truth["categories"]}
     if not detections:
         with_gt = {a["category_id"] for a in ground_truth["annotations"]}
-        per_class = {name: _class_entry(0.0, 0.0, 0.0) if cid in with_gt else _class_entry(None, None, None)
-                     for cid, name in names.items()}
+        per_class: dict[str, ClassMetrics] = {
+            name: _class_entry(0.0, 0.0, 0.0) if cid in with_gt else _class_entry(None, None, None)
+            for cid, name in names.items()}
         return {"summary": dict.fromkeys(COCO_KEYS, 0.0), "per_class": per_class, "detections": 0}
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
@@ -70,7 +125,7 @@ def coco_metrics(ground_truth: dict, detections: list[dict]) -> dict:
     return {"summary": summary, "per_class": per_class, "detections": len(detections)}
 
 
-def _class_entry(ap: float | None, ap50: float | None, recall: float | None) -> dict:
+def _class_entry(ap: float | None, ap50: float | None, recall: float | None) -> ClassMetrics:
     return {"AP": ap, "AP50": ap50, "recall": recall}
 
 

@@ -17,7 +17,7 @@ class Backbone:
     """A Model Garden backbone (``type`` and its parameters) and the decoder that follows it."""
 
     type: str
-    params: dict
+    params: dict[str, int | float | str]  # the backbone config's fields
     decoder: str = "fpn"
     fpn_filters: int = 256
 

@@ -7,7 +7,7 @@ Exit codes: 0 the data is usable (warnings allowed), 1 fatal data errors (with `
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.markup import escape
@@ -15,6 +15,11 @@ from rich.markup import escape
 from jobs.cli.app import data_app
 from jobs.console import console, errors, progress_bar, table
 from jobs.dataset.findings import DEFAULT_MAX_PIXELS, RULES
+
+if TYPE_CHECKING:
+    from jobs.dataset.findings import Report
+    from jobs.dataset.pipeline import Checked, CheckFailed, VerifyCounts
+    from jobs.dataset.prepare import DatasetSummary
 
 FORMATS = ("vott-csv", "datitran-csv", "vertex-csv", "voc-xml", "coco-json", "yolo")  # jobs.dataset.readers
 SHOWN = 20
@@ -185,14 +190,14 @@ def data_rules() -> None:
     console.print(view)
 
 
-def _fail(failure) -> NoReturn:
+def _fail(failure: CheckFailed) -> NoReturn:
     """The counts table, then the error; class names and paths are shown literally (no rich markup)."""
     _show_counts(failure.report)
     errors.print(f"[red]error:[/red] {escape(str(failure))}", highlight=False)
     raise typer.Exit(failure.exit_code)
 
 
-def _show_findings(report, where: str | None) -> None:
+def _show_findings(report: Report, where: str | None) -> None:
     for finding in report.findings[:SHOWN]:
         errors.print(f"[yellow]{escape(str(finding))}[/yellow]", markup=True, highlight=False)
     if len(report.findings) > SHOWN:
@@ -200,16 +205,17 @@ def _show_findings(report, where: str | None) -> None:
         errors.print(f"... and {len(report.findings) - SHOWN} more{rest}")
 
 
-def _show_counts(report) -> None:
+def _show_counts(report: Report) -> None:
     if report.findings:
         console.print(table("findings by rule", ["code", "rule", "severity", "action", "count"],
                             [[code, RULES[code].name, RULES[code].severity.value, RULES[code].action.value, count]
                              for code, count in sorted(report.counts().items())]))
 
 
-def _split_counts(checked) -> dict:
-    names = sorted(checked.classes, key=checked.classes.get)
-    splits = {}
+def _split_counts(checked: Checked) -> DatasetSummary:
+    """The classes and splits of a dataset.json, for a dataset that was checked but not written."""
+    names = sorted(checked.classes, key=checked.classes.__getitem__)
+    splits: dict[str, dict[str, dict[str, int] | int]] = {}
     for split, images in checked.splits.items():
         if images or split != "test":
             counts = {name: 0 for name in names}
@@ -220,7 +226,7 @@ def _split_counts(checked) -> dict:
     return {"classes": [{"name": n} for n in names], "splits": splits}
 
 
-def _show_splits(summary: dict, title: str) -> None:
+def _show_splits(summary: DatasetSummary, title: str) -> None:
     splits = list(summary["splits"])
     rows = [[escape(c["name"])] + [summary["splits"][s]["per_class"].get(c["name"], 0) for s in splits]
             for c in summary["classes"]]
@@ -228,7 +234,7 @@ def _show_splits(summary: dict, title: str) -> None:
     console.print(table(title, ["class"] + [f"{s} boxes" for s in splits], rows))
 
 
-def _show_rows(rows: dict, verify: dict | None) -> None:
+def _show_rows(rows: dict[str, int], verify: VerifyCounts | None) -> None:
     console.print(f"rows in {rows['in']} = written {rows['written']} + reported {rows['reported']}")
     if verify:
         if verify["mode"] == "full" or verify["sample_every"] == 1:
@@ -239,7 +245,7 @@ def _show_rows(rows: dict, verify: dict | None) -> None:
         console.print(f"verify {verify['mode']}: headers of {verify['images']} images checked, {how}")
 
 
-def _write_report(path: Path | None, rows: dict | None, report) -> None:
+def _write_report(path: Path | None, rows: dict[str, int] | None, report: Report) -> None:
     if path is not None:
         from jobs.io import write_json_atomic
 

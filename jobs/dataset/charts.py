@@ -149,6 +149,6 @@ class Chart:
 
 
 @cache
-def _font(size: int) -> ImageFont.FreeTypeFont:
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     """Pillow's built-in font (Aileron) at ``size`` pixels."""
     return ImageFont.load_default(size)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from jobs.dataset.pipeline import CheckedImage
+from jobs.metrics import CocoAnnotation, CocoGroundTruth
 
 
-def ground_truth(images: Sequence[CheckedImage], classes: dict[str, int]) -> dict:
+def ground_truth(images: Sequence[CheckedImage], classes: dict[str, int]) -> CocoGroundTruth:
     """Images keep their record's ``source_id`` as id; boxes are in pixels, crowds marked ``iscrowd``."""
-    annotations = []
+    annotations: list[CocoAnnotation] = []
     for image in images:
         for box in image.boxes:
             width, height = box.xmax - box.xmin, box.ymax - box.ymin

@@ -263,10 +263,10 @@ class Report:
     def counts(self) -> Counter[str]:
         return Counter(f.code for f in self.findings)
 
-    def to_json(self) -> list[dict]:
+    def to_json(self) -> list[dict[str, str]]:
         return [f._asdict() | {"rule": f.rule.name, "severity": f.rule.severity.value,
                              "action": f.rule.action.value} for f in self.findings]
 
     @classmethod
-    def from_json(cls, findings: list[dict]) -> Report:
+    def from_json(cls, findings: list[dict[str, str]]) -> Report:
         return cls([Finding(f["code"], f["location"], f["message"]) for f in findings])

@@ -15,12 +15,16 @@ import json
 import struct
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import google_crc32c
 
 from jobs.dataset.parallel import Progress
 from jobs.errors import DetectorError, UsageError
 from jobs.io import OUTPUT_MARKER, OutputRefused, is_marker
+
+if TYPE_CHECKING:
+    from google.cloud.storage import Bucket, Client  # untyped (no py.typed): names for the reader, Any to mypy
 
 ATTEMPTS = 5
 BACKOFF_S = 1.0  # doubled after each failed attempt: 1, 2, 4, 8 s
@@ -36,12 +40,12 @@ def split_uri(uri: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
-def client():
+def client() -> Client:
     from google.auth.exceptions import DefaultCredentialsError
-    from google.cloud import storage
+    from google.cloud.storage import Client  # not `from google.cloud import storage`: mypy's namespace bug
 
     try:
-        return storage.Client()
+        return Client()
     except DefaultCredentialsError as err:
         raise UsageError(f"no Google Cloud credentials for gs:// ({err}); run `gcloud auth "
                          "application-default login` or set GOOGLE_APPLICATION_CREDENTIALS") from None
@@ -57,11 +61,12 @@ def read_text(uri: str) -> str | None:
 
     bucket, name = split_uri(uri)
     try:
-        return client().bucket(bucket).blob(name).download_as_text()
+        text: str = client().bucket(bucket).blob(name).download_as_text()
     except NotFound:
         return None
     except (Forbidden, Unauthorized) as err:
         raise UsageError(f"no access to {uri}: {err.message}; check the bucket name and your permissions") from None
+    return text
 
 
 def check_prefix(uri: str, kind: str) -> None:
@@ -84,7 +89,7 @@ def crc32c_base64(path: Path) -> str:
     return base64.b64encode(struct.pack(">I", value)).decode()
 
 
-def upload_file(bucket, local: Path, name: str) -> int:
+def upload_file(bucket: Bucket, local: Path, name: str) -> int:
     """Upload and verify one file; returns the attempts it took. UploadFailed after ATTEMPTS."""
     from google.api_core.exceptions import GoogleAPIError
     from google.resumable_media.common import DataCorruption, InvalidResponse
@@ -130,7 +135,7 @@ def upload_dataset(local: Path, uri: str, marker: str, progress: Progress | None
                            f"{marker} was not written, so nothing there reads as a dataset: rerun prepare") from None
 
 
-def _delete(bucket, names: list[str]) -> None:
+def _delete(bucket: Bucket, names: list[str]) -> None:
     """Best effort: the caller is already reporting a failure."""
     from google.api_core.exceptions import GoogleAPIError
     from requests.exceptions import RequestException
@@ -140,7 +145,7 @@ def _delete(bucket, names: list[str]) -> None:
             bucket.blob(name).delete()
 
 
-def _delete_marker(bucket, name: str) -> set[str]:
+def _delete_marker(bucket: Bucket, name: str) -> set[str]:
     """Delete the old marker; returns the shard and chart files that the old dataset listed."""
     from google.api_core.exceptions import NotFound
 

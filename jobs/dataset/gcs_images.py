@@ -13,10 +13,14 @@ from collections import defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jobs.dataset.gcs import client, split_uri
 from jobs.dataset.parallel import Progress
 from jobs.errors import DetectorError
+
+if TYPE_CHECKING:
+    from google.cloud.storage import Blob  # untyped (no py.typed): a name for the reader, Any to mypy
 
 THREADS = 16  # downloads are network-bound
 
@@ -32,7 +36,7 @@ def download_images(uris: Iterable[str], folder: Path, progress: Progress | None
         bucket, name = split_uri(uri)
         wanted[bucket].add(name)
     storage = client()
-    todo = []
+    todo: list[tuple[Blob, Path]] = []
     for bucket_name, names in wanted.items():
         bucket = storage.bucket(bucket_name)
         prefix = os.path.commonprefix(sorted(names)).rpartition("/")[0]
@@ -48,7 +52,7 @@ def download_images(uris: Iterable[str], folder: Path, progress: Progress | None
     return len(todo)
 
 
-def _download(task) -> None:
+def _download(task: tuple[Blob, Path]) -> None:
     from google.api_core.exceptions import GoogleAPIError
     from google.resumable_media.common import DataCorruption
     from requests.exceptions import RequestException

@@ -73,7 +73,8 @@ def _exif_orientation(tiff: bytes) -> int:
         for index in range(count):
             tag, kind = struct.unpack_from(order + "HH", tiff, offset + 2 + 12 * index)
             if tag == EXIF_ORIENTATION_TAG and kind == 3:
-                return struct.unpack_from(order + "H", tiff, offset + 10 + 12 * index)[0]
+                orientation: int = struct.unpack_from(order + "H", tiff, offset + 10 + 12 * index)[0]
+                return orientation
     except (KeyError, struct.error):
         pass
     return 1

@@ -14,7 +14,7 @@ import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from jobs.dataset.findings import (
     ALPHA_CHANNEL,
@@ -31,6 +31,9 @@ from jobs.dataset.findings import (
     Rule,
 )
 from jobs.dataset.headers import EXIF_ORIENTATION_TAG, HEAD_BYTES, read_header
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
 
 NATIVE_FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png"}  # what records carry as they are
 END_MARKERS = {"jpeg": b"\xff\xd9", "png": b"IEND"}
@@ -90,6 +93,7 @@ def inspect(path: str | Path, decode: bool = False, data: bytes | None = None,
     """Check the header (at most ``max_pixels``) and the end of the file (or of ``data``, its bytes already read),
     and decode it when asked (or when needed to be sure)."""
     header = None
+    tail: bytes | memoryview
     if data is None:
         head, tail, size = _head_and_tail(path)
         header = read_header(head)
@@ -201,7 +205,7 @@ def _inspect_with_pillow(stream: BinaryIO, decode: bool, max_pixels: int = DEFAU
         raise ImageProblem(UNREADABLE_IMAGE, f"cannot read the header: {err}") from None
 
 
-def _decode(image, truncated: bool) -> None:
+def _decode(image: Image, truncated: bool) -> None:
     try:
         image.load()
     except (OSError, SyntaxError, ValueError, EOFError) as err:

@@ -21,7 +21,7 @@ def quote(name: str) -> str:
 
 
 def _unquote(literal: str) -> str:
-    def unescape(match: re.Match) -> str:
+    def unescape(match: re.Match[str]) -> str:
         octal, hexadecimal, other = match.groups()
         if octal or hexadecimal:
             return chr(int(octal, 8) if octal else int(hexadecimal, 16))

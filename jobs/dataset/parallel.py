@@ -47,6 +47,8 @@ def parallel_map(fn: Callable[[Any, T], R], shared: Any, tasks: Sequence[T], wor
     """``[fn(shared, task) for task in tasks]``, in worker processes when ``parallel``; results in task order."""
     workers = min(workers or os.cpu_count() or 1, len(tasks))
     results: list[R] = []
+    pool: ProcessPoolExecutor | nullcontext[None]
+    outcomes: Iterator[R]
     if parallel and workers > 1:
         context = multiprocessing.get_context("fork") if sys.platform == "linux" else None
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_receive,

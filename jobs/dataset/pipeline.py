@@ -15,10 +15,10 @@ import json
 import os
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISDIR, S_ISFIFO, S_ISREG, S_ISSOCK
-from typing import NamedTuple
+from typing import NamedTuple, TypedDict
 
 from jobs.dataset import label_map as label_maps
 from jobs.dataset.annotations import Box, LabelledImage, Labels
@@ -118,6 +118,13 @@ class Plan:
     report: Report  # the findings of planning (those of loading stay in ``Loaded``)
 
 
+class VerifyCounts(TypedDict):
+    mode: str  # --verify
+    images: int  # headers checked
+    sample_every: int
+    decoded: int
+
+
 @dataclass
 class Checked:
     """A usable dataset: kept images by split with their checked boxes, the class ids and every finding."""
@@ -128,7 +135,7 @@ class Checked:
     splits: dict[str, list[CheckedImage]]
     report: Report
     rows: dict[str, int]  # in, written, reported
-    verify: dict = field(default_factory=dict)  # mode, images, decoded
+    verify: VerifyCounts
 
 
 class CheckFailed(DataError):
@@ -157,7 +164,7 @@ def load(options: CheckOptions, progress: Progress | None = None) -> Loaded:
     given_map = label_maps.load(options.label_map) if options.label_map else None
     images_dir = options.images or labels.images_dir
     if options.download_to:
-        images_dir = _download(options, labels, progress)
+        images_dir = _download(options.download_to, options, labels, progress)
     if images_dir is None:
         remote = next((i.uri for i in labels.images.values() if i.uri), None)
         hint = (f" The labels name gs:// images ({remote}): pass --download-to DIR to fetch them, or copy them "
@@ -207,7 +214,7 @@ def _file_kind(mode: int) -> str:
     return "a socket" if S_ISSOCK(mode) else "a device or other special file"
 
 
-def _download(options: CheckOptions, labels: Labels, progress: Progress | None) -> Path:
+def _download(folder: Path, options: CheckOptions, labels: Labels, progress: Progress | None) -> Path:
     from jobs.dataset.gcs_images import download_images
 
     if options.images:
@@ -215,9 +222,9 @@ def _download(options: CheckOptions, labels: Labels, progress: Progress | None) 
     uris = sorted({image.uri for image in labels.images.values() if image.uri})
     if not uris:
         raise UsageError(f"--download-to is for labels that name gs:// images; {options.labels.name} names none")
-    options.download_to.mkdir(parents=True, exist_ok=True)
-    download_images(uris, options.download_to, progress)
-    return options.download_to
+    folder.mkdir(parents=True, exist_ok=True)
+    download_images(uris, folder, progress)
+    return folder
 
 
 def plan(loaded: Loaded) -> Plan:
@@ -298,7 +305,7 @@ def finish(loaded: Loaded, planned: Plan, results: list[ImageResult]) -> Checked
         written += result.rows_written
         by_name[result.filename] = result
     splits = {split: [CheckedImage(job.filename, job.path, r.info, r.boxes, job.source_id)
-                      for job in jobs if (r := by_name[job.filename]).kept]
+                      for job in jobs if (r := by_name[job.filename]).info is not None]
               for split, jobs in planned.splits.items()}
     source = display_name(options.labels)
     if not any(image.boxes for images in splits.values() for image in images):
@@ -314,7 +321,7 @@ def finish(loaded: Loaded, planned: Plan, results: list[ImageResult]) -> Checked
     rows_in = loaded.labels.rows_in
     if rows_in != written + dropped:
         raise AssertionError(f"row reconciliation failed: {rows_in} in, {written} written, {dropped} reported")
-    verify = {"mode": options.verify, "images": len(results), "sample_every": sample_every(len(results)),
+    verify: VerifyCounts = {"mode": options.verify, "images": len(results), "sample_every": sample_every(len(results)),
               "decoded": sum(1 for r in results if r.info is not None and r.info.decoded)}
     return Checked(loaded.fmt, loaded.images_dir, planned.classes, splits, report,
                    {"in": rows_in, "written": written, "reported": dropped}, verify)

@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from jobs.dataset import label_map as label_maps
 from jobs.dataset.coco import ground_truth
@@ -35,7 +36,7 @@ from jobs.dataset.pipeline import (
     plan,
     write,
 )
-from jobs.dataset.shards import DEFAULT_SHARD_BYTES, Written
+from jobs.dataset.shards import DEFAULT_SHARD_BYTES, ShardEntry, Written
 from jobs.dataset.stats import chart_data, write_stats
 from jobs.io import OUTPUT_MARKER, TEMPORARY, OutputClaim, claim_output, remove_stale, write_json, write_marker
 
@@ -43,6 +44,10 @@ SUMMARY = "dataset.json"  # written last: its presence marks a complete dataset
 REPORT = "report.json"
 KIND = "dataset"  # the kind of output folder (jobs.io)
 GCS_STAGE = "detector-prepare"  # local staging folders of gs:// outputs, in the system's temporary folder
+
+# dataset.json as written by _summary and read back from outputs of any version of this tool: JSON whose keys
+# (created, labels, format, classes, splits, rows, findings, verify, files...) are checked where they are read.
+DatasetSummary = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,7 @@ class PrepareOptions:
 @dataclass
 class PrepareResult:
     out: Path | str
-    summary: dict
+    summary: DatasetSummary
     report: Report
     unchanged: bool = False
     removed: list[Path] = field(default_factory=list)  # temporary folders of runs that died, removed
@@ -133,7 +138,7 @@ def _prepare_gcs(options: PrepareOptions, progress: Progress | None, inputs: lis
     return PrepareResult(options.out, summary, checked.report, removed=removed)
 
 
-def damaged_files(out: Path, summary: dict, full: bool = False) -> list[str]:
+def damaged_files(out: Path, summary: DatasetSummary, full: bool = False) -> list[str]:
     """The files that ``summary`` lists which are missing, of another size or (``full``) of other content."""
     damage = []
     for name, expected in summary.get("files", {}).items():
@@ -156,7 +161,7 @@ def _sha256(path: Path) -> str:
 
 
 def _write_dataset(stage: Path, loaded: Loaded, planned: Plan, options: PrepareOptions, fingerprint: str,
-                   progress: Progress | None) -> tuple[dict, Checked]:
+                   progress: Progress | None) -> tuple[DatasetSummary, Checked]:
     """Shards (examining each image as it is written), then, if the data is usable, everything else."""
     written = write(stage, planned, options.num_shards, options.shard_bytes, options.check.workers, progress)
     checked = finish(loaded, planned, written.results)
@@ -171,7 +176,7 @@ def _write_dataset(stage: Path, loaded: Loaded, planned: Plan, options: PrepareO
     return summary, checked
 
 
-def _manifest(stage: Path, hashes: bool) -> dict[str, dict]:
+def _manifest(stage: Path, hashes: bool) -> dict[str, dict[str, int | str]]:
     """Every file written so far, with its size (and SHA-256): a rerun checks them before saying "unchanged"."""
     files = {}
     for path in sorted(stage.rglob("*")):
@@ -193,12 +198,12 @@ def _write_stats(stage: Path, checked: Checked) -> list[str]:
     return [f"stats/{name}" for name in write_stats(stage / "stats", chart_data(checked))]
 
 
-def _present(checked: Checked, written: dict[str, list[dict]]) -> list[str]:
+def _present(checked: Checked, written: dict[str, list[ShardEntry]]) -> list[str]:
     """train and val always; test when the format assigned images to it."""
     return [split for split, images in checked.splits.items() if split != "test" or images or written.get(split)]
 
 
-def _previous(out: Path | str) -> tuple[dict, Report] | None:
+def _previous(out: Path | str) -> tuple[DatasetSummary, Report] | None:
     """The summary and report of the output already there, if it is complete."""
     try:
         if is_gcs(out):
@@ -215,7 +220,7 @@ def _previous(out: Path | str) -> tuple[dict, Report] | None:
 
 
 def _summary(options: PrepareOptions, checked: Checked, fingerprint: str, written: Written,
-             stats: list[str]) -> dict:
+             stats: list[str]) -> DatasetSummary:
     classes = checked.classes
     content = hashlib.sha256(label_maps.dumps(classes).encode())  # independent of how records are sharded
     for record in sorted(written.records):

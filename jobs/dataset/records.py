@@ -25,6 +25,7 @@ BYTES, FLOATS, INTS = b"\x0a", b"\x12", b"\x1a"  # Feature's oneof fields
 FLOAT_KEYS = ("image/object/bbox/xmin", "image/object/bbox/xmax", "image/object/bbox/ymin",
               "image/object/bbox/ymax", "image/object/area")
 _SMALL = [bytes((value,)) for value in range(0x80)]
+K = TypeVar("K")
 T = TypeVar("T")
 
 
@@ -139,7 +140,7 @@ class RecordEncoder:
             heads = self._remember(self._floats, count, (struct.Struct(f"<{layout}"), entries))
         return heads
 
-    def _remember(self, cache: dict, key: object, value: T) -> T:
+    def _remember(self, cache: dict[K, T], key: K, value: T) -> T:
         if len(cache) >= self.CACHE_LIMIT:
             cache.clear()
         cache[key] = value

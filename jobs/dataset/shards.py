@@ -9,10 +9,11 @@ import math
 import os
 import stat
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from jobs.dataset.examine import ImageJob, ImageResult, examine
+from jobs.dataset.examine import ImageJob, ImageResult, PackedResult, examine
 from jobs.dataset.images import record_bytes
 from jobs.dataset.parallel import PARALLEL_FROM, Progress, parallel_map
 from jobs.dataset.records import RecordEncoder
@@ -24,8 +25,11 @@ BATCH_IMAGES = 64  # images a worker reads, examines, then writes at a time (see
 BATCH_BYTES = 16 * 1024 * 1024  # or fewer, to hold at most this many bytes of them
 
 
+ShardEntry = dict[str, str | int]  # file, records, bytes, content_sha256
+
+
 class Written(NamedTuple):
-    shards: dict[str, list[dict]]  # per split: file, records, bytes, content_sha256
+    shards: dict[str, list[ShardEntry]]  # per split
     results: list[ImageResult]  # of every image, written or not
     records: list[str]  # per record: "split\0name\0length\0crc32c", whatever shard it is in
 
@@ -38,7 +42,7 @@ def write_shards(folder: Path, splits: dict[str, list[ImageJob]], classes: dict[
     that they finish together) while shards stay above MIN_ROUNDED_BYTES.
     """
     workers = workers or os.cpu_count() or 1
-    tasks = []
+    tasks: list[ShardTask] = []
     for split, jobs in splits.items():
         if not jobs:
             continue
@@ -63,13 +67,14 @@ def write_shards(folder: Path, splits: dict[str, list[ImageJob]], classes: dict[
                             parallel=images >= PARALLEL_FROM)
     written = Written({split: [] for split in splits}, [], [])
     for task, jobs, (shard, results, records) in zip(tasks, jobs_of, outcomes, strict=True):
-        written.shards[task.split].append({"file": Path(task.path).name} | shard)
+        written.shards[task.split].append({"file": Path(task.path).name, **shard})
         written.results.extend(map(ImageResult.unpacked, results, jobs))
         written.records.extend(f"{task.split}\0{record}" for record in records)
     return written
 
 
-class ShardTask(NamedTuple):
+@dataclass(frozen=True)
+class ShardTask:
     """Shard ``index`` of ``count`` of a split: its every ``count``-th image, from the ``index``-th."""
 
     split: str
@@ -82,7 +87,7 @@ class ShardTask(NamedTuple):
 
 
 def write_shard(shared: tuple[dict[str, list[ImageJob]], dict[str, int]],
-                task: ShardTask) -> tuple[dict, list[tuple], list[str]]:
+                task: ShardTask) -> tuple[ShardEntry, list[PackedResult], list[str]]:
     """Worker: read, examine and write each image of one shard; returns the shard's counts and digest, each image's
     result (packed: ``ImageResult.unpacked``) and each record's digest line (name, length and the CRC32C the
     framing computes anyway).
@@ -94,7 +99,8 @@ def write_shard(shared: tuple[dict[str, list[ImageJob]], dict[str, int]],
     path = task.path
     digest = hashlib.sha256()
     size = 0
-    results, records = [], []
+    results: list[PackedResult] = []
+    records: list[str] = []
     encoder = RecordEncoder(classes)
     with open(path, "wb", buffering=0) as stream:
         for batch in _batches(task.jobs(splits)):
@@ -102,9 +108,9 @@ def write_shard(shared: tuple[dict[str, list[ImageJob]], dict[str, int]],
             examined = [examine(job, data) for job, data in zip(batch, datas, strict=True)]
             results += [result.packed(job) for job, result in zip(batch, examined, strict=True)]
             for job, data, result in zip(batch, datas, examined, strict=True):
-                if not result.kept or data is None:
-                    continue
                 info = result.info
+                if info is None or data is None:  # not kept
+                    continue
                 pieces = encoder.encode(record_bytes(data, info), info.record_format, info.width, info.height,
                                         job.filename, job.source_id, result.boxes)
                 try:

@@ -10,7 +10,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from jobs.dataset.annotations import Box
 from jobs.dataset.charts import Chart, bin_counts
@@ -46,7 +46,7 @@ class ChartData:
 
 def chart_data(checked: Checked) -> ChartData:
     images = [image for items in checked.splits.values() for image in items]
-    names = sorted(checked.classes, key=checked.classes.get)
+    names = sorted(checked.classes, key=checked.classes.__getitem__)
     boxes = Counter(box.label for image in images for box in image.boxes)
     containing = Counter(label for image in images for label in {box.label for box in image.boxes})
     widths, heights, aspects = [], [], []
@@ -73,7 +73,7 @@ def write_stats(folder: Path, data: ChartData) -> list[str]:
     return list(files)
 
 
-def _classes_chart(stream, data: ChartData) -> None:
+def _classes_chart(stream: BinaryIO, data: ChartData) -> None:
     names = data.classes
     left = round(max(map(Chart.measure, names), default=0)) + 20  # the widest class name, left of the bars
     chart = Chart(left + 680, 100 + 30 * len(names),
@@ -87,7 +87,7 @@ def _classes_chart(stream, data: ChartData) -> None:
     chart.save(stream)
 
 
-def _boxes_per_image_chart(stream, data: ChartData) -> None:
+def _boxes_per_image_chart(stream: BinaryIO, data: ChartData) -> None:
     counts = data.boxes_per_image
     top = max(counts, default=0)
     per_count = Counter(counts)
@@ -99,7 +99,7 @@ def _boxes_per_image_chart(stream, data: ChartData) -> None:
     chart.save(stream)
 
 
-def _box_sizes_chart(stream, data: ChartData) -> None:
+def _box_sizes_chart(stream: BinaryIO, data: ChartData) -> None:
     chart = Chart(1200, 350, f"sizes of {len(data.widths)} boxes")
     for index, (values, label, colour) in enumerate(((data.widths, "box width / image width", "#4363d8"),
                                                     (data.heights, "box height / image height", "#e6194b"),
@@ -120,7 +120,7 @@ def _pick(images: list[CheckedImage]) -> list[CheckedImage]:
     return ranked[::step][:SAMPLES]
 
 
-def _samples(stream, data: ChartData) -> None:
+def _samples(stream: BinaryIO, data: ChartData) -> None:
     from PIL import Image
 
     picked = data.samples

@@ -6,6 +6,10 @@ import csv
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PIL.ImageDraw import ImageDraw
 
 SHAPES = ("circle", "square", "triangle")
 
@@ -18,7 +22,7 @@ class SyntheticDataset:
     boxes: int
 
 
-def _draw_shape(draw, shape: str, box: tuple[int, int, int, int], color: tuple[int, int, int]) -> None:
+def _draw_shape(draw: ImageDraw, shape: str, box: tuple[int, int, int, int], color: tuple[int, int, int]) -> None:
     xmin, ymin, xmax, ymax = box
     if shape == "circle":
         draw.ellipse(box, fill=color)
@@ -56,7 +60,8 @@ def make_dataset(out: Path, count: int = 300, seed: int = 0, size: int = 128) ->
                 continue
             shape = rng.choice(SHAPES)
             color = {"circle": (220, 40, 40), "square": (40, 60, 220), "triangle": (30, 180, 60)}[shape]
-            color = tuple(max(0, min(255, c + rng.randint(-30, 30))) for c in color)
+            red, green, blue = (max(0, min(255, c + rng.randint(-30, 30))) for c in color)
+            color = (red, green, blue)
             _draw_shape(draw, shape, box, color)
             placed.append(box)
             rows.append((f"img_{index:04d}.jpg", *box, shape))

@@ -133,9 +133,10 @@ class _KeptBoxes:
 
     def __init__(self) -> None:
         self.boxes: list[Box] = []  # in the order kept
-        self._exact: dict[tuple, Box] = {}
+        self._exact: dict[tuple[str, float, float, float, float], Box] = {}
         # (label, x size class, y size class, x cell, y cell) -> (index, xmin + xmax, width, ymin + ymax, height)
-        self._grid: dict[tuple, list[tuple[int, float, float, float, float]]] = defaultdict(list)
+        self._grid: dict[tuple[str, int, int, int, int], list[tuple[int, float, float, float, float]]] = \
+            defaultdict(list)
         self._off_grid: list[int] = []  # kept boxes too small, too large or too far out for the grid
 
     def same(self, box: Box) -> Box | None:
@@ -200,7 +201,8 @@ def _size_class(side: float) -> int:
 
 
 def _cell_side(size_class: int) -> float:
-    return _CELL * 2.0 ** (size_class / _SIZE_CLASSES)
+    side: float = _CELL * 2.0 ** (size_class / _SIZE_CLASSES)  # float ** float is typed Any (it may be complex)
+    return side
 
 
 def _cell(middle: float, size_class: int) -> int:

@@ -4,6 +4,10 @@ score, ground truth in green (evaluation), a dataset's boxes in their class colo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
 
 # No green in the palette: green is the ground truth.
 PALETTE = ((230, 25, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230),
@@ -28,7 +32,7 @@ def class_color(class_id: int) -> tuple[int, int, int]:
     return PALETTE[class_id % len(PALETTE)]
 
 
-def draw(image, detections: list[Detection], color: tuple[int, int, int] | None = None):
+def draw(image: Image, detections: list[Detection], color: tuple[int, int, int] | None = None) -> Image:
     """A copy of the image with each box, its class and its score (``color`` overrides the class colours)."""
     from PIL import ImageDraw, ImageFont
 

@@ -7,6 +7,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from jobs.metrics import CocoAnnotation, CocoGroundTruth
+from jobs.metrics import Detection as CocoDetection
 from jobs.report.drawing import GROUND_TRUTH, Detection, draw
 from jobs.report.matching import Analysis
 
@@ -21,14 +23,15 @@ def worst_image_ids(analysis: Analysis, count: int = GRID_IMAGES) -> list[int]:
     return [entry.image_id for entry in analysis.images[:count]]
 
 
-def worst_images_png(analysis: Analysis, ground_truth: dict, detections: list[dict],
+def worst_images_png(analysis: Analysis, ground_truth: CocoGroundTruth, detections: list[CocoDetection],
                      images: dict[int, np.ndarray]) -> bytes:
     """A grid of the images in ``images`` (RGB arrays by image id), most errors first."""
     from PIL import Image, ImageDraw
 
     names = {c["id"]: c["name"] for c in ground_truth["categories"]}
     files = {entry["id"]: entry.get("file_name", str(entry["id"])) for entry in ground_truth["images"]}
-    truth, found = defaultdict(list), defaultdict(list)
+    truth: defaultdict[int, list[CocoAnnotation]] = defaultdict(list)
+    found: defaultdict[int, list[CocoDetection]] = defaultdict(list)
     for annotation in ground_truth["annotations"]:
         truth[annotation["image_id"]].append(annotation)
     for detection in detections:

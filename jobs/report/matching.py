@@ -7,9 +7,13 @@ and the images with the most errors. Input is COCO JSON (boxes ``[x, y, width, h
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
+
+from jobs.metrics import CocoAnnotation, CocoGroundTruth, CocoMetrics, Detection, MetricsJson
 
 IOU_THRESHOLD = 0.5
 DEFAULT_SCORE_THRESHOLD = 0.3  # when the F1-best threshold is undefined (no detections or no ground truth)
@@ -35,18 +39,25 @@ class ImageErrors:
         return self.missed + self.false
 
 
+class ClassCounts(TypedDict):
+    images: int
+    instances: int
+    P: float | None  # None: no detections and no ground truth (or, for the mean, no class with ground truth)
+    R: float | None  # None: no ground truth
+
+
 @dataclass(frozen=True)
 class Analysis:
     threshold: float
     rule: str  # how the threshold was chosen
     names: tuple[str, ...]  # in category id order
-    per_class: dict[str, dict]  # images, instances, P, R
-    overall: dict  # images, instances, P, R (means over the classes with ground truth)
+    per_class: dict[str, ClassCounts]
+    overall: ClassCounts  # P and R: means over the classes with ground truth
     curves: dict[str, Curve]  # classes with ground truth
     confusion: np.ndarray  # rows: true class then background; columns: predicted class then background
     images: tuple[ImageErrors, ...]  # most errors first
 
-    def annotate(self, metrics: dict) -> dict:
+    def annotate(self, metrics: CocoMetrics) -> MetricsJson:
         """``metrics`` with P, R, images and instances per class, their totals (``all``, beside ``per_class``,
         so a class may be called 'all') and the threshold."""
         per_class = {name: {**metrics["per_class"].get(name, {}), **self.per_class[name]} for name in self.names}
@@ -66,7 +77,8 @@ class _Image:
     match: np.ndarray  # (d,) index of the ground truth box of the same class it matched, or -1
 
 
-def analyze(ground_truth: dict, detections: list[dict], score_threshold: float | None = None) -> Analysis:
+def analyze(ground_truth: CocoGroundTruth, detections: list[Detection], score_threshold: float | None = None
+            ) -> Analysis:
     """Match once; report at ``score_threshold``, or at the score that maximizes F1 over all classes."""
     categories = sorted(ground_truth["categories"], key=lambda c: c["id"])
     index = {c["id"]: k for k, c in enumerate(categories)}
@@ -78,7 +90,7 @@ def analyze(ground_truth: dict, detections: list[dict], score_threshold: float |
         threshold, rule = float(score_threshold), "given"
     per_class = _per_class(images.values(), names, threshold)
     with_truth = [entry for entry in per_class.values() if entry["instances"]]
-    overall = {"images": len(images), "instances": sum(e["instances"] for e in per_class.values()),
+    overall: ClassCounts = {"images": len(images), "instances": sum(e["instances"] for e in per_class.values()),
                "P": _mean([e["P"] for e in with_truth]), "R": _mean([e["R"] for e in with_truth])}
     errors = [ImageErrors(image_id, *_errors(image, threshold)) for image_id, image in images.items()]
     errors.sort(key=lambda e: (-e.errors, -e.missed, e.image_id))
@@ -97,13 +109,16 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
-def _corners(xywh: list) -> np.ndarray:
+def _corners(xywh: list[list[float]]) -> np.ndarray:
     boxes = np.asarray(xywh, dtype=np.float64).reshape(-1, 4)
     return np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
 
 
-def _match_all(ground_truth: dict, detections: list[dict], index: dict[int, int]) -> dict[int, _Image]:
-    truth, crowds, found = defaultdict(list), defaultdict(list), defaultdict(list)
+def _match_all(ground_truth: CocoGroundTruth, detections: list[Detection], index: dict[int, int]
+               ) -> dict[int, _Image]:
+    truth: defaultdict[int, list[CocoAnnotation]] = defaultdict(list)
+    crowds: defaultdict[int, list[CocoAnnotation]] = defaultdict(list)
+    found: defaultdict[int, list[Detection]] = defaultdict(list)
     for annotation in ground_truth["annotations"]:
         if annotation["category_id"] in index:
             (crowds if annotation.get("iscrowd") else truth)[annotation["image_id"]].append(annotation)
@@ -153,7 +168,7 @@ def _match(image: _Image) -> None:
             free[best] = False
 
 
-def _best_f1_threshold(images) -> tuple[float, str]:
+def _best_f1_threshold(images: Iterable[_Image]) -> tuple[float, str]:
     scores = np.concatenate([image.scores for image in images] or [np.zeros(0)])
     hits = np.concatenate([image.match >= 0 for image in images] or [np.zeros(0, bool)])
     truth = sum(len(image.truth_boxes) for image in images)
@@ -165,7 +180,7 @@ def _best_f1_threshold(images) -> tuple[float, str]:
     return float(scores[order][int(np.argmax(f1))]), "max F1"
 
 
-def _per_class(images, names: tuple[str, ...], threshold: float) -> dict[str, dict]:
+def _per_class(images: Iterable[_Image], names: tuple[str, ...], threshold: float) -> dict[str, ClassCounts]:
     stats = {name: {"images": 0, "instances": 0, "predicted": 0, "correct": 0} for name in names}
     for image in images:
         for k in np.unique(image.truth_classes):
@@ -176,7 +191,7 @@ def _per_class(images, names: tuple[str, ...], threshold: float) -> dict[str, di
         for k, hit in zip(image.classes[kept], image.match[kept] >= 0, strict=True):
             stats[names[k]]["predicted"] += 1
             stats[names[k]]["correct"] += int(hit)
-    per_class = {}
+    per_class: dict[str, ClassCounts] = {}
     for name, s in stats.items():
         precision = s["correct"] / s["predicted"] if s["predicted"] else (0.0 if s["instances"] else None)
         recall = s["correct"] / s["instances"] if s["instances"] else None
@@ -184,7 +199,7 @@ def _per_class(images, names: tuple[str, ...], threshold: float) -> dict[str, di
     return per_class
 
 
-def _curves(images, names: tuple[str, ...]) -> dict[str, Curve]:
+def _curves(images: Iterable[_Image], names: tuple[str, ...]) -> dict[str, Curve]:
     images = list(images)
     curves = {}
     for k, name in enumerate(names):
@@ -199,7 +214,7 @@ def _curves(images, names: tuple[str, ...]) -> dict[str, Curve]:
     return curves
 
 
-def _confusion(images, classes: int, threshold: float) -> np.ndarray:
+def _confusion(images: Iterable[_Image], classes: int, threshold: float) -> np.ndarray:
     """Same-class matches first; a detection left over that overlaps a free box of another class is a confusion."""
     matrix = np.zeros((classes + 1, classes + 1), dtype=np.int64)
     background = classes

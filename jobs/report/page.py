@@ -6,10 +6,11 @@ import base64
 import html
 import json
 
-from jobs.metrics import COCO_KEYS
+from jobs.metrics import COCO_KEYS, MetricsJson
 from jobs.report.tables import (
     CLASS_COLUMNS,
     COMPARISON_COLUMNS,
+    Row,
     class_rows,
     comparison_rows,
     model_label,
@@ -43,7 +44,7 @@ pre { background: #f6f6f6; padding: 10px; overflow-x: auto; font-size: 13px; }
 """
 
 
-def report_html(metrics: dict, pictures: dict[str, bytes], config: dict[str, object]) -> str:
+def report_html(metrics: MetricsJson, pictures: dict[str, bytes], config: dict[str, object]) -> str:
     """The page: summary, per-class table, the pictures and the run's config (``config``: title to JSON data)."""
     title = f"Evaluation: {model_label(metrics)}, {metrics.get('split', 'val')} split"
     sections = [_summary(metrics), _classes(metrics)]
@@ -57,7 +58,7 @@ def report_html(metrics: dict, pictures: dict[str, bytes], config: dict[str, obj
             f"<nav>{nav}</nav>\n" + "\n".join(sections) + "\n</body></html>\n")
 
 
-def _summary(metrics: dict) -> str:
+def _summary(metrics: MetricsJson) -> str:
     facts = [("model", model_label(metrics)), ("split", metrics.get("split")), ("data", metrics.get("data")),
              ("images", metrics["all"]["images"]), ("detections", metrics.get("detections")),
              ("score threshold", threshold_note(metrics))]
@@ -69,7 +70,7 @@ def _summary(metrics: dict) -> str:
     return _section("summary", "Summary", body)
 
 
-def _classes(metrics: dict) -> str:
+def _classes(metrics: MetricsJson) -> str:
     body = _table(CLASS_COLUMNS, class_rows(metrics), total=total_row(metrics))
     return _section("classes", "Per class", body + f'<p class="note">{_text(threshold_note(metrics))}</p>')
 
@@ -89,7 +90,7 @@ def _section(section: str, heading: str, body: str) -> str:
     return f'<section id="{section}"><h2>{_text(heading)}</h2>{body}</section>'
 
 
-def _table(columns: list[str], rows: list[list], css: str = "", total: list | None = None) -> str:
+def _table(columns: list[str], rows: list[Row], css: str = "", total: Row | None = None) -> str:
     """``total``: a row above the others, set apart (``tr.total``)."""
     head = "".join(f"<th>{_text(column)}</th>" for column in columns)
     lines = [_row(total, ' class="total"')] if total else []
@@ -98,7 +99,7 @@ def _table(columns: list[str], rows: list[list], css: str = "", total: list | No
     return f"<table{table_css}><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
 
 
-def _row(values: list, attributes: str = "") -> str:
+def _row(values: Row, attributes: str = "") -> str:
     return f"<tr{attributes}>" + "".join(f"<td>{_cell(value)}</td>" for value in values) + "</tr>"
 
 

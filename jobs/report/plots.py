@@ -6,21 +6,26 @@ Matplotlib is imported lazily and drawn on its Agg canvas (a ``Figure`` without 
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from jobs.metrics import MetricsJson
 from jobs.report.matching import IOU_THRESHOLD, Analysis
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 MAX_LEGEND = 15  # more classes than this: the curves are drawn without a legend
 
 
-def _figure(width: float, height: float):
+def _figure(width: float, height: float) -> Figure:
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
-def _png(figure) -> bytes:
+def _png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
@@ -30,7 +35,7 @@ def _threshold_text(analysis: Analysis) -> str:
     return f"score ≥ {analysis.threshold:.2f} ({analysis.rule})"
 
 
-def pr_curves_png(analysis: Analysis, metrics: dict) -> bytes:
+def pr_curves_png(analysis: Analysis, metrics: MetricsJson) -> bytes:
     """Each class's precision (its envelope, as AP integrates it) against recall; the dot is the threshold."""
     figure = _figure(6.4, 4.8)
     axes = figure.subplots()
@@ -76,7 +81,7 @@ def confusion_png(analysis: Analysis) -> bytes:
     return _png(figure)
 
 
-def ap_bars_png(metrics: dict) -> bytes:
+def ap_bars_png(metrics: MetricsJson) -> bytes:
     names = list(metrics["per_class"])
     figure = _figure(6.4, max(2.5, 0.4 * len(names) + 1.5))
     axes = figure.subplots()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from jobs.metrics import CocoGroundTruth, Detection, MetricsJson
 from jobs.report.gallery import worst_images_png
 from jobs.report.matching import Analysis
 from jobs.report.page import report_html
 from jobs.report.plots import ap_bars_png, confusion_png, pr_curves_png
 
 
-def render_report(metrics: dict, analysis: Analysis, ground_truth: dict, detections: list[dict],
+def render_report(metrics: MetricsJson, analysis: Analysis, ground_truth: CocoGroundTruth, detections: list[Detection],
                   images: dict[int, np.ndarray], config: dict[str, object]) -> dict[str, bytes]:
     """The PNGs and ``report.html``; ``metrics`` already annotated by ``analysis``, ``images`` the worst ones."""
     pictures = {

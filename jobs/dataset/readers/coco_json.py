@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from jobs.dataset.annotations import Box, Labels
 from jobs.dataset.findings import (
@@ -36,7 +37,7 @@ def _id(value: object, key: str) -> object:
     return value
 
 
-def _categories(data: dict, name: str, report: Report) -> dict[object, str]:
+def _categories(data: dict[str, Any], name: str, report: Report) -> dict[object, str]:
     names: dict[object, str] = {}
     for index, category in enumerate(data["categories"]):
         if (not isinstance(category, dict) or type(category.get("id")) not in (int, float, str)
@@ -50,8 +51,9 @@ def _categories(data: dict, name: str, report: Report) -> dict[object, str]:
     return names
 
 
-def _images(data: dict, name: str, labels: Labels, report: Report) -> dict[object, tuple[str, tuple | None]]:
-    images: dict[object, tuple[str, tuple | None]] = {}
+def _images(data: dict[str, Any], name: str, labels: Labels, report: Report
+            ) -> dict[object, tuple[str, tuple[int, int] | None]]:
+    images: dict[object, tuple[str, tuple[int, int] | None]] = {}
     for index, image in enumerate(data["images"]):
         location = f"{name}:images[{index}]"
         try:

@@ -6,7 +6,7 @@ import csv
 import io
 import math
 import operator
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from jobs.dataset.annotations import Box, Labels
@@ -21,7 +21,7 @@ def header_columns(path: Path) -> set[str]:
     return {name.strip() for name in next(csv.reader([first_line(path)]), [])}
 
 
-def _has_header(header: tuple[str, ...]):
+def _has_header(header: tuple[str, ...]) -> Callable[[Path], bool]:
     return lambda path: path.is_file() and set(header) <= header_columns(path)
 
 
@@ -105,7 +105,8 @@ def _coordinates(values: Sequence[str], keys: list[str]) -> tuple[float, float, 
     try:  # the common case, a quarter of the time that ``number`` takes
         return float(values[2]), float(values[3]), float(values[4]), float(values[5])
     except ValueError:
-        return tuple(map(number, values[2:6], keys[2:6]))  # raises, naming the field
+        xmin, ymin, xmax, ymax = map(number, values[2:6], keys[2:6])  # raises, naming the field
+        return xmin, ymin, xmax, ymax
 
 
 def _stated_size(width_text: str, height_text: str) -> tuple[int, int]:

@@ -112,7 +112,8 @@ def _read_file(xml: Path, name: str, labels: Labels, report: Report) -> str | No
             report.add(BAD_FIELD, location, str(err))
             labels.drop_row(filename)
             continue
-        labels.add_box(filename, Box(label, *coordinates, location))
+        xmin, ymin, xmax, ymax = coordinates
+        labels.add_box(filename, Box(label, xmin, ymin, xmax, ymax, location))
     if filename in labels.images:
         labels.images[filename].stated_size = _stated_size(root)
     return filename

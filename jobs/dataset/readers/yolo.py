@@ -10,6 +10,7 @@ YAML, or from ``images/train``, ``images/val`` and ``images/test`` folders.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from jobs.dataset.annotations import SPLITS, Box, Labels
 from jobs.dataset.findings import (
@@ -63,15 +64,15 @@ def _names(value: object, where: str, report: Report) -> list[str]:
     return [str(v).strip() for v in value]
 
 
-def _load_yaml(path: Path, report: Report) -> dict:
+def _load_yaml(path: Path, report: Report) -> dict[Any, Any]:
     import yaml  # only here: every other command and format goes without it
 
     class NoAliasLoader(yaml.SafeLoader):
         """Refuses aliases (``*name``): each can repeat a whole subtree, nine nested ones a billion times."""
 
-        def compose_node(self, parent, index):
+        def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
             if self.check_event(yaml.AliasEvent):
-                event = self.peek_event()
+                event = self.peek_event()  # type: ignore[no-untyped-call]  # types-PyYAML leaves it unannotated
                 raise fatal(report, YAML_ALIAS, f"{path.name}:{event.start_mark.line + 1}",
                             f"the alias *{event.anchor} is refused (aliases can expand exponentially); write the "
                             "values out")
@@ -80,7 +81,8 @@ def _load_yaml(path: Path, report: Report) -> dict:
     try:
         data = yaml.load(read_text(path, report), Loader=NoAliasLoader)
     except yaml.YAMLError as err:
-        line = err.problem_mark.line + 1 if getattr(err, "problem_mark", None) else 1
+        mark = getattr(err, "problem_mark", None)  # a MarkedYAMLError's
+        line = mark.line + 1 if mark else 1
         raise fatal(report, MALFORMED_FILE, f"{path.name}:{line}",
                     f"not valid YAML: {getattr(err, 'problem', None) or err}") from err
     except RecursionError:
@@ -123,8 +125,9 @@ def _layout(path: Path, report: Report) -> tuple[Path, list[str], dict[str | Non
         data = _load_yaml(yaml_file, report)
         root = (yaml_file.parent / str(data.get("path") or ".")).resolve()
         names = _names(data["names"], yaml_file.name, report)
-        splits = {YAML_SPLITS[key]: _split_images(data[key], root, f"{yaml_file.name}: {key}", report)
-                  for key in YAML_SPLITS if data.get(key)}
+        splits: dict[str | None, list[Path]] = {
+            YAML_SPLITS[key]: _split_images(data[key], root, f"{yaml_file.name}: {key}", report)
+            for key in YAML_SPLITS if data.get(key)}
         if splits:
             return root, names, splits, [yaml_file]
         return root, names, {None: _image_files(root / "images")}, [yaml_file]
