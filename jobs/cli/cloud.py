@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from jobs.cli.app import app
 from jobs.console import console, errors, progress_bar, table
@@ -52,7 +53,8 @@ def show_plan(plan) -> None:
     if cost is None:
         console.print(plan.summary(), highlight=False)
         return
-    hourly = "unknown (no price kept)" if cost.hourly is None else f"${cost.hourly:.2f}/h"
+    hourly = (f"price unknown (no price kept for: {', '.join(cost.unknown)}; the rest: ${cost.known_hourly:.2f}/h)"
+              if cost.hourly is None else f"${cost.hourly:.2f}/h")
     ceiling = ("" if cost.ceiling is None
                else f", at most ${cost.ceiling:.0f} if it runs to its {cost.hours:g} h timeout")
     console.print(f"{plan.summary()}; {hourly}{ceiling}", highlight=False)
@@ -181,7 +183,7 @@ def runs_show(run_id: RunId, stack: StackName = None, stack_outputs: StackFile =
             for kind, info in run.jobs.items()]
     console.print(table(f"run {run_id}", ["job", "state", "console", "error"], rows))
     if run.metrics:
-        show_metrics(run.metrics, f"{run.model_dir}/eval/report.html")
+        show_metrics(run.metrics, f"{run.eval_dir}/report.html")
     console.print_json(json.dumps({k: v for k, v in vars(run.record).items() if k != "metrics"}))
 
 
@@ -202,3 +204,32 @@ def runs_cancel(run_id: RunId, stack: StackName = None, stack_outputs: StackFile
         console.print(f"cancelling {info.name} ({info.state})")
     if not cancelled:
         console.print(f"run {run_id} has no live job")
+
+
+@app.command("doctor")
+def doctor(stack: StackName = None, stack_outputs: StackFile = None,
+           accelerator: Annotated[str | None, typer.Option(
+               help="the accelerator whose training image and quota to check (default: train's default)")] = None,
+           ) -> None:
+    """What a Vertex AI launch would fail on: credentials, stack outputs, APIs, permissions, images, data, quota.
+    Each failed check (✗) comes with the command that fixes it; exits 1 when one fails."""
+    from rich.table import Table
+
+    from jobs.launch.doctor import Status, diagnose
+    from jobs.launch.vertex import DEFAULT_TRAIN_ACCELERATOR
+    from jobs.stack import load_stack_outputs
+
+    source = f"--stack {stack}" if stack else f"--stack-outputs {stack_outputs}"
+    with console.status("checking"):
+        checks = diagnose(lambda: load_stack_outputs(stack, stack_outputs), source,
+                          accelerator or DEFAULT_TRAIN_ACCELERATOR)
+    view = Table(title="doctor", title_justify="left")
+    for column in ("", "check", "result", "fix"):
+        view.add_column(column, overflow="fold")
+    colours = {Status.OK: "green", Status.FAILED: "red", Status.NOT_CHECKED: "yellow"}
+    for check in checks:
+        view.add_row(f"[{colours[check.status]}]{check.status.value}[/]", check.name, escape(check.detail),
+                     escape(check.fix))
+    console.print(view)
+    if any(check.failed for check in checks):
+        raise typer.Exit(1)

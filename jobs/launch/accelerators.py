@@ -2,8 +2,9 @@
 
 Availability: Cloud TPU "TPU regions and zones" and Vertex AI "Locations" pages, read 2026-11-26 (Vertex
 offers TPU training in fewer regions than Compute Engine; GPUs are listed for the main training regions).
-Prices: USD per hour, us-central1, the GCP billing catalogue snapshot in shared/REFERENCE.md (2025 or later),
-accelerator only; Vertex AI adds its own training markup and the host machine, so treat an estimate as a floor.
+Prices: USD per hour, us-central1. A job's bill is its accelerator (the GCP billing catalogue snapshot in
+shared/REFERENCE.md, 2025 or later) plus the Vertex AI training price of its machine type (``MACHINE_PRICES``);
+a part whose price is not in the documents is None, and the estimate then says "price unknown", never a guess.
 """
 
 from __future__ import annotations
@@ -13,8 +14,26 @@ from dataclasses import dataclass
 
 from jobs.errors import UsageError
 
-PRICES_AS_OF = "2025 GCP billing catalogue snapshot (shared/REFERENCE.md), us-central1, accelerator only"
+PRICES_AS_OF = ("accelerators: 2025 GCP billing catalogue snapshot (shared/REFERENCE.md); machines: Vertex AI "
+                "pricing page, looked up 2026-12-06; us-central1")
 AVAILABILITY_AS_OF = "2026-11-26, Cloud TPU regions-and-zones and Vertex AI locations pages"
+
+# Vertex AI's custom-training price of each machine type (the host, with Vertex AI's training charge), USD per hour
+# in us-central1: (on-demand, Spot). Source: "Vertex AI pricing", https://cloud.google.com/vertex-ai/pricing, looked
+# up 2026-12-06 with the search tool (corpora "docs" and "pages"): the stored copies of that page hold its opening
+# (AutoML node-hour prices) but not its custom-training tables, and no other Google document found gives these
+# prices. So none is known: None, which makes an estimate "price unknown". Fill them in from that page, with its
+# date, to make estimates the whole bill.
+MACHINE_PRICES: dict[str, tuple[float | None, float | None]] = {
+    "cloud-tpu": (None, None),
+    "ct5lp-hightpu-1t": (None, None),
+    "ct5lp-hightpu-4t": (None, None),
+    "ct5lp-hightpu-8t": (None, None),
+    "n1-standard-8": (None, None),
+    "g2-standard-8": (None, None),
+    "a2-highgpu-1g": (None, None),
+    "a3-highgpu-1g": (None, None),
+}
 
 GPU_REGIONS = frozenset({"us-central1", "us-east1", "us-east4", "us-west1", "us-west4", "europe-west1",
                          "europe-west4", "asia-east1", "asia-southeast1"})
@@ -31,12 +50,25 @@ class Accelerator:
     cores: int  # replicas the global batch is split over, per worker
     max_replicas: int
     regions: frozenset[str]
-    usd_per_hour: float
+    usd_per_hour: float | None  # the accelerator alone (0 for none); None: no price kept
     spot_usd_per_hour: float | None
 
-    def hourly(self, spot: bool, replicas: int = 1) -> float | None:
-        price = self.spot_usd_per_hour if spot else self.usd_per_hour
-        return None if price is None else price * replicas
+    def hourly(self, spot: bool, replicas: int = 1) -> HourlyPrice:
+        """What ``replicas`` machines with this accelerator cost an hour on Vertex AI: accelerator plus machine."""
+        capacity = "Spot" if spot else "on-demand"
+        machine_on_demand, machine_spot = MACHINE_PRICES[self.machine_type]
+        parts = {f"{self.name} accelerator ({capacity})": self.spot_usd_per_hour if spot else self.usd_per_hour,
+                 f"Vertex AI {self.machine_type} machine ({capacity})": machine_spot if spot else machine_on_demand}
+        known = sum((price for price in parts.values() if price is not None), 0.0) * replicas
+        unknown = tuple(part for part, price in parts.items() if price is None)
+        return HourlyPrice(None if unknown else known, known, unknown)
+
+
+@dataclass(frozen=True)
+class HourlyPrice:
+    total: float | None  # None when a part has no price
+    known: float  # the parts that have one
+    unknown: tuple[str, ...]  # the parts that have none, named
 
 
 ACCELERATORS: dict[str, Accelerator] = {}
@@ -116,4 +148,4 @@ def gpu_h100_1() -> Accelerator:
 
 @register_accelerator
 def cpu() -> Accelerator:
-    return Accelerator("cpu", "cpu", "n1-standard-8", None, 0, None, 1, 1, GPU_REGIONS, 0.38, 0.08)
+    return Accelerator("cpu", "cpu", "n1-standard-8", None, 0, None, 1, 1, GPU_REGIONS, 0.0, 0.0)  # no accelerator

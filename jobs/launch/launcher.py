@@ -73,10 +73,12 @@ class EvalOptions:
 
 @dataclass(frozen=True)
 class Cost:
-    hourly: float | None
+    hourly: float | None  # the whole bill per hour; None where the price of a part is unknown
     ceiling: float | None  # if the job ran until its timeout
     hours: float
     source: str
+    unknown: tuple[str, ...] = ()  # the parts of the bill with no price kept
+    known_hourly: float = 0.0  # what the parts with a price add up to, per hour
 
 
 class Plan(Protocol):
@@ -111,7 +113,8 @@ class RunStatus:
     record: RunRecord
     jobs: dict[str, JobInfo]  # kind -> its job now
     metrics: dict | None  # the latest evaluation
-    model_dir: str  # its checkpoints, and the evaluations in eval/
+    model_dir: str  # its checkpoints
+    eval_dir: str  # its evaluations: metrics.json, report.html, … (<model dir>/eval here, runs/RUN/eval on Vertex)
 
 
 class Launcher(Protocol):
@@ -221,27 +224,27 @@ def record_end(store: RunStore, run_id: str, kind: str, info: JobInfo, metrics: 
     store.save(record, generation)
 
 
-ModelDirOf = Callable[[RunRecord], str]  # where a run's checkpoints are
-MetricsIn = Callable[[str], dict | None]  # the latest evaluation of a model dir (its eval/metrics.json)
+DirOf = Callable[[RunRecord], str]  # where a run's checkpoints, or its evaluations, are
+MetricsIn = Callable[[str], dict | None]  # the latest evaluation in an eval dir (its metrics.json)
 
 
-def run_status(backend: Backend, store: RunStore, run_id: str, model_dir_of: ModelDirOf,
+def run_status(backend: Backend, store: RunStore, run_id: str, model_dir_of: DirOf, eval_dir_of: DirOf,
                latest: MetricsIn) -> RunStatus:
     """The run's jobs now and its latest evaluation, copied into the record as it comes."""
     record, generation = require(store, run_id)
     jobs = {kind: job_state(backend, record, kind) for kind in record.jobs}
-    model_dir = model_dir_of(record)
-    metrics = latest(model_dir)
+    eval_dir = eval_dir_of(record)
+    metrics = latest(eval_dir)
     if metrics and metrics.get("step") != record.metrics.get("step"):
         record.metrics = metrics
         store.save(record, generation)
-    return RunStatus(record, jobs, metrics or record.metrics or None, model_dir)
+    return RunStatus(record, jobs, metrics or record.metrics or None, model_dir_of(record), eval_dir)
 
 
-def all_runs(backend: Backend, store: RunStore, model_dir_of: ModelDirOf) -> list[RunStatus]:
+def all_runs(backend: Backend, store: RunStore, model_dir_of: DirOf, eval_dir_of: DirOf) -> list[RunStatus]:
     """Every run with its jobs now and the metrics its record holds."""
     return [RunStatus(record, {kind: job_state(backend, record, kind) for kind in record.jobs},
-                      record.metrics or None, model_dir_of(record)) for record in store.list()]
+                      record.metrics or None, model_dir_of(record), eval_dir_of(record)) for record in store.list()]
 
 
 def job_name(store: RunStore, run_id: str, kind: str) -> str:

@@ -36,7 +36,7 @@ from jobs.launch.launcher import (
 from jobs.launch.logs import file_logs
 from jobs.launch.runs import ModelDirRunStore, RunRecord
 from jobs.presets import get_preset
-from jobs.runtime.spec import TrainArgs, job_log, preflight_resume
+from jobs.runtime.spec import EVAL_DIR, TrainArgs, job_log, preflight_resume
 
 VERTEX_ONLY = "Vertex AI options; give --stack to run on Vertex AI"
 
@@ -98,17 +98,17 @@ class LocalLauncher:
                                                                   error="its launcher was interrupted"), None)
             raise
         if record is not None:
-            record_end(self.store, plan.run_id, kind, info, _latest_metrics(plan.run_id) if kind == "evaluate"
-                       else None)
+            record_end(self.store, plan.run_id, kind, info,
+                       _latest_metrics(_eval_dir_of(plan.run_id)) if kind == "evaluate" else None)
         if not info.succeeded:
             raise JobFailed(kind, info)
         return Launched(plan, info)
 
     def status(self, run_id: str) -> RunStatus:
-        return run_status(self.jobs, self.store, run_id, _model_dir, _latest_metrics)
+        return run_status(self.jobs, self.store, run_id, _model_dir, _eval_dir, _latest_metrics)
 
     def runs(self) -> list[RunStatus]:
-        return all_runs(self.jobs, self.store, _model_dir)
+        return all_runs(self.jobs, self.store, _model_dir, _eval_dir)
 
     def logs(self, run_id: str, kind: str, limit: int) -> Iterator[str]:
         job_name(self.store, run_id, kind)
@@ -141,8 +141,17 @@ def _model_dir(record: RunRecord) -> str:
     return record.run_id  # the folder it was found in now
 
 
-def _latest_metrics(model_dir: str) -> dict | None:
-    path = Path(model_dir) / "eval" / "metrics.json"
-    if "://" in model_dir or not path.is_file():
+def _eval_dir(record: RunRecord) -> str:
+    return _eval_dir_of(record.run_id)
+
+
+def _eval_dir_of(model_dir: str) -> str:
+    """A local run's evaluations: ``<model dir>/eval`` (the evaluator's default)."""
+    return str(Path(model_dir) / EVAL_DIR)
+
+
+def _latest_metrics(eval_dir: str) -> dict | None:
+    path = Path(eval_dir) / "metrics.json"
+    if "://" in eval_dir or not path.is_file():
         return None
     return json.loads(path.read_text(encoding="utf-8"))

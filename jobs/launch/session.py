@@ -6,6 +6,7 @@ point at local servers. ``jobs.launch.vertex.VertexLauncher`` launches and follo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from jobs.launch.backends import Backend, VertexBackend
@@ -23,15 +24,19 @@ class CloudSession:
     storage: object  # google.cloud.storage.Client
     registry: Registry
     builder: Builder
+    # (image, data URI) -> None, or PreflightError: the quick doctor checks before a launch (None: skipped)
+    preflight: Callable[[str, str], object] | None = None
 
     @classmethod
     def connect(cls, stack: StackOutputs, local_docker: bool = False) -> CloudSession:
         from google.cloud import storage
 
+        from jobs.launch.doctor import preflight
+
         client = storage.Client(project=stack.project)
         builder = LocalDockerBuilder() if local_docker else CloudBuilder(stack, storage_client=client)
         return cls(stack, VertexBackend(stack), BucketRunStore(stack.runs_prefix, client), client, Registry(),
-                   builder)
+                   builder, lambda image, data_uri: preflight(stack, image, data_uri, storage=client))
 
     def image(self, name: str) -> ImageRef:
         return ensure_image(self.stack, name, self.builder, self.registry)

@@ -1,9 +1,12 @@
 """The Vertex AI launcher: custom jobs of an experiment stack, their images, run records in its bucket.
 
-Planning needs nothing but the stack outputs (``--dry-run`` contacts nothing, except to read the record of the run
-an evaluation follows). Before submitting, the checks catch what Vertex AI would reject late: accelerator not
-offered in the stack's region, a batch that does not split over the cores and replicas, data or image missing,
-and a run id that already has a live job.
+Planning needs nothing but the stack outputs (``--dry-run`` contacts nothing: an evaluation's plan names the run
+record that its launch will read). Before submitting, the checks catch what Vertex AI would reject late:
+accelerator not offered in the stack's region, a batch that does not split over the cores and replicas, data,
+image or the evaluated run missing, and a run id that already has a live job.
+
+A run keeps its checkpoints under the stack's ``checkpoints/RUN`` (which the bucket expires) and everything else
+under ``runs/RUN/``: its record, and its evaluations in ``runs/RUN/eval``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from jobs.launch.logs import job_logs
 from jobs.launch.runs import RunRecord, require
 from jobs.launch.session import CloudSession
 from jobs.presets import get_preset
+from jobs.runtime.spec import EVAL_DIR, RUN_RECORD
 from jobs.stack import StackOutputs
 
 DEFAULT_TRAIN_ACCELERATOR = "tpu-v5e-4"
@@ -53,7 +57,7 @@ class VertexPlan:
     run_id: str
     spec: JobSpec
     stack: StackOutputs
-    data_uri: str
+    data_uri: str | None  # None: an evaluation of the data the run trained on (its experiment.json says which)
     model_dir: str
     config: dict = field(default_factory=dict)
 
@@ -67,13 +71,18 @@ class VertexPlan:
         return self.stack.run_uri(self.run_id)
 
     def summary(self) -> str:
+        where = ""
+        if self.spec.kind == "evaluate":
+            where = (f", following {self.model_dir} into {self.spec.args.eval_dir} (the launch first reads "
+                     f"{self.stack.run_uri(self.run_id, RUN_RECORD)})")
         return (f"run {self.run_id}: {self.spec.kind} on {self.accelerator.name} x{self.spec.replicas}"
-                f"{' (Spot)' if self.spec.spot else ''}")
+                f"{' (Spot)' if self.spec.spot else ''}{where}")
 
     def cost(self) -> Cost:
-        hourly = self.accelerator.hourly(self.spec.spot, self.spec.replicas)
+        price = self.accelerator.hourly(self.spec.spot, self.spec.replicas)
         hours = self.spec.timeout_s / 3600
-        return Cost(hourly, None if hourly is None else hourly * hours, hours, PRICES_AS_OF)
+        return Cost(price.total, None if price.total is None else price.total * hours, hours, PRICES_AS_OF,
+                    price.unknown, price.known)
 
     def request(self) -> dict:
         """The ``CreateCustomJob`` request, REST field and enum names, with the tag of the current source."""
@@ -134,28 +143,43 @@ class VertexLauncher:
         return VertexPlan(run_id, spec, stack, data_uri, model_dir, config)
 
     def plan_evaluation(self, options: EvalOptions) -> VertexPlan:
-        """A GPU job that follows the run's checkpoints; reads the run's record (the bucket) for its model dir."""
-        refuse(self.backend, changed(options.args, ("model_dir", "model")),
-               "a Vertex AI evaluation follows a run of the stack: give --run")
+        """A GPU job that follows the run's checkpoints and writes its evaluations to the run's results
+        (``runs/RUN/eval``, kept when the checkpoints expire). Planned from the stack outputs alone: the launch
+        checks the run's record."""
+        refuse(self.backend, changed(options.args, ("model_dir", "model", "eval_dir")),
+               "a Vertex AI evaluation follows a run of the stack into its results: give --run")
         if not options.run:
             raise UsageError("--run: which run of the stack to evaluate (see `runs list`)")
-        record, _ = require(self.cloud.store, options.run)
+        run_id = options.run
+        if not RUN_ID.match(run_id):
+            raise UsageError(f"--run {run_id}: not a run id of the stack (see `runs list`)")
         accelerator = get_accelerator(options.accelerator or DEFAULT_EVAL_ACCELERATOR)
         check_placement(accelerator, self.stack.region, 1, accelerator.cores)
-        model_dir = record.config["model_dir"]
-        data_uri = resolve_data(self.stack, options.args.data) if options.args.data else record.dataset["uri"]
-        job = replace(options.args, model_dir=model_dir, data=data_uri, continuous=True).check()
-        labels = {"experiment": self.stack.experiment, "run": record.run_id, "preset": record.preset,
-                  "kind": "evaluate"}
+        model_dir = self.stack.checkpoint_uri(run_id)  # where plan_training puts every run's checkpoints
+        data_uri = resolve_data(self.stack, options.args.data) if options.args.data else None
+        eval_dir = self.stack.run_uri(run_id, EVAL_DIR)
+        # The evaluator waits for the run and for each checkpoint as long as a training job may run (its default
+        # timeout), so a Spot gap does not end it before the last checkpoint; a --timeout given wins.
+        timeout_s = int(DEFAULT_TIMEOUT_HOURS * 3600)
+        wait = options.args.timeout if changed(options.args, ("timeout",)) else float(timeout_s)
+        job = replace(options.args, model_dir=model_dir, data=data_uri, continuous=True, eval_dir=eval_dir,
+                      timeout=wait).check()
+        labels = {"experiment": self.stack.experiment, "run": run_id, "kind": "evaluate"}
         spec = JobSpec(job, image_for("evaluate", accelerator), accelerator, 1, options.spot,
-                       int(DEFAULT_TIMEOUT_HOURS * 3600), labels, f"{self.stack.experiment}-{record.run_id}-evaluate")
-        return VertexPlan(record.run_id, spec, self.stack, data_uri, model_dir,
-                          {"accelerator": accelerator.name, "spot": options.spot})
+                       timeout_s, labels, f"{self.stack.experiment}-{run_id}-evaluate")
+        return VertexPlan(run_id, spec, self.stack, data_uri, model_dir,
+                          {"accelerator": accelerator.name, "spot": options.spot, "eval_dir": eval_dir})
 
     def launch(self, plan: VertexPlan, confirm: Confirm | None = None, watch: Watch | None = None) -> Launched:
         """Submit the planned job once per run id, recorded in ``runs/<run-id>/run.json``. (``watch`` sees nothing:
         the job runs remotely; follow it with ``status`` and ``logs``.)"""
-        cloud, kind = self.cloud, plan.spec.kind
+        cloud, kind, data_uri = self.cloud, plan.spec.kind, plan.data_uri
+        if kind == "evaluate":  # the run exists, its checkpoints where this stack puts them
+            followed, _ = require(cloud.store, plan.run_id)
+            check_followed(followed, plan)
+            data_uri = data_uri or followed.dataset.get("uri")
+        if cloud.preflight is not None:  # credentials, launch permissions, image, data (jobs.launch.doctor)
+            cloud.preflight(plan.spec.image, data_uri)
         dataset = dataset_summary(cloud.storage, plan.data_uri) if kind == "train" else {}
         guard_live(cloud.backend, cloud.store.load(plan.run_id)[0], kind)
         if confirm is not None and not confirm(plan):
@@ -174,10 +198,11 @@ class VertexLauncher:
         return Launched(plan, info, image)
 
     def status(self, run_id: str) -> RunStatus:
-        return run_status(self.cloud.backend, self.cloud.store, run_id, _model_dir, self._latest_metrics)
+        return run_status(self.cloud.backend, self.cloud.store, run_id, _model_dir, self._eval_dir,
+                          self._latest_metrics)
 
     def runs(self) -> list[RunStatus]:
-        return all_runs(self.cloud.backend, self.cloud.store, _model_dir)
+        return all_runs(self.cloud.backend, self.cloud.store, _model_dir, self._eval_dir)
 
     def logs(self, run_id: str, kind: str, limit: int) -> Iterator[str]:
         return job_logs(self.stack, job_id(job_name(self.cloud.store, run_id, kind)), limit)
@@ -185,9 +210,13 @@ class VertexLauncher:
     def cancel(self, run_id: str) -> list[JobInfo]:
         return cancel_jobs(self.cloud.backend, self.cloud.store, run_id)
 
-    def _latest_metrics(self, model_dir: str) -> dict | None:
-        bucket, prefix = split_uri(model_dir)
-        blob = self.cloud.storage.bucket(bucket).get_blob(f"{prefix}/eval/metrics.json") if bucket else None
+    def _eval_dir(self, record: RunRecord) -> str:
+        """A run's evaluations: ``runs/RUN/eval``, beside its record (its checkpoints expire, these stay)."""
+        return self.stack.run_uri(record.run_id, EVAL_DIR)
+
+    def _latest_metrics(self, eval_dir: str) -> dict | None:
+        bucket, prefix = split_uri(eval_dir)
+        blob = self.cloud.storage.bucket(bucket).get_blob(f"{prefix}/metrics.json") if bucket else None
         return json.loads(blob.download_as_text()) if blob else None
 
 
@@ -204,6 +233,15 @@ def resolve_data(stack: StackOutputs, data: str | None) -> str:
     if data is None:
         return stack.data_uri()
     return data.rstrip("/") if data.startswith("gs://") else stack.data_uri(data.strip("/"))
+
+
+def check_followed(record: RunRecord, plan: VertexPlan) -> None:
+    """An evaluation follows the checkpoints where the run's training put them."""
+    recorded = record.config.get("model_dir")
+    if recorded != plan.model_dir:
+        raise PreflightError(f"run {plan.run_id} keeps its checkpoints in {recorded or 'no recorded model dir'}, "
+                             f"not in {plan.model_dir} where this stack puts a run's: evaluate it with the stack "
+                             "it was trained with")
 
 
 def check_placement(accelerator: Accelerator, region: str, replicas: int, batch_size: int) -> None:

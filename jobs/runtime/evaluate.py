@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,13 +28,18 @@ from jobs.metrics import COCO_KEYS, coco_ground_truth, coco_metrics
 from jobs.report.gallery import worst_image_ids
 from jobs.report.matching import analyze
 from jobs.report.render import render_report
+from jobs.runtime.devices import describe_devices
 from jobs.runtime.experiment import load_spec, read_dataset
 from jobs.runtime.inference import CheckpointDetector, Detections, decode_image, load_detector, read_model_info
-from jobs.runtime.spec import EvalArgs, ProgressEvent, TrainSpec
+from jobs.runtime.spec import EVAL_DIR, SPEC_FILE, EvalArgs, ProgressEvent, TrainSpec
+from jobs.runtime.summaries import summary_dir
 
-EVAL_DIR = "eval"
 EVAL_KIND = "evaluation"  # the kind of output folder (jobs.io)
 EvalProgress = Callable[[int, int], None]  # (images done, total)
+
+
+class NoCheckpoint(DetectorError):
+    """``--continuous`` waited ``--timeout`` seconds for a checkpoint before the run's last step."""
 
 
 @dataclass(frozen=True)
@@ -94,23 +100,27 @@ def detect_split(detector: Callable[[object], Detections], ground_truth: dict,
 
 def evaluate_checkpoint(model_dir: str, data_dir: str | None = None, split: str = "val",
                         checkpoint: str | None = None, progress: EvalProgress | None = None,
-                        score_threshold: float | None = None) -> EvalResult:
-    """Evaluate a training run's checkpoint (default: the latest) into ``<model_dir>/eval``."""
+                        score_threshold: float | None = None, eval_dir: str | None = None) -> EvalResult:
+    """Evaluate a training run's checkpoint (default: the latest) into ``eval_dir`` (default: ``<model_dir>/eval``;
+    a Vertex AI run's go to its results prefix, ``runs/RUN/eval``, which outlives its checkpoints)."""
+    eval_dir = eval_dir or os.path.join(model_dir, EVAL_DIR)
     spec = load_spec(model_dir)
     data_dir = data_dir or spec.data_dir
     class_ids = match_classes(run_label_map(spec), data_dir, f"the model in {model_dir}")
-    claim_eval_dir(os.path.join(model_dir, EVAL_DIR), data_dir)
+    claim_eval_dir(eval_dir, data_dir)
     detector = CheckpointDetector(model_dir, checkpoint)
     about = {"step": detector.step, "checkpoint": detector.checkpoint,
              "model": {"format": "checkpoint", "path": detector.checkpoint}}
-    return _evaluate(detector, data_dir, split, os.path.join(model_dir, EVAL_DIR), about,
+    return _evaluate(detector, data_dir, split, eval_dir, about,
                      {"experiment.json": asdict(detector.spec)}, progress, score_threshold, class_ids)
 
 
 def evaluate_export(path: str, data_dir: str | None = None, split: str = "val",
-                    progress: EvalProgress | None = None, score_threshold: float | None = None) -> EvalResult:
-    """Evaluate an exported model (SavedModel or TFLite) into ``<path>/eval``, next to the float checkpoint's
-    AP on the same split (``baseline`` in the metrics) when the checkpoint can be read."""
+                    progress: EvalProgress | None = None, score_threshold: float | None = None,
+                    eval_dir: str | None = None) -> EvalResult:
+    """Evaluate an exported model (SavedModel or TFLite) into ``eval_dir`` (default: ``<path>/eval``), next to the
+    float checkpoint's AP on the same split (``baseline`` in the metrics) when the checkpoint can be read."""
+    eval_dir = eval_dir or os.path.join(path, EVAL_DIR)
     info = read_model_info(path)
     data_dir = data_dir or info.get("data")
     if not data_dir:
@@ -118,11 +128,11 @@ def evaluate_export(path: str, data_dir: str | None = None, split: str = "val",
     with tf.io.gfile.GFile(os.path.join(path, "label_map.pbtxt")) as stream:
         label_map = label_maps.loads(stream.read(), os.path.join(path, "label_map.pbtxt"))
     class_ids = match_classes(label_map, data_dir, f"the model in {path}")
-    claim_eval_dir(os.path.join(path, EVAL_DIR), data_dir)
+    claim_eval_dir(eval_dir, data_dir)
     baseline = float_baseline(info, data_dir, split, progress)
     about = {"step": info["step"], "checkpoint": info["checkpoint"],
              "model": {"format": info["format"], "path": path}, "baseline": baseline}
-    return _evaluate(load_detector(path), data_dir, split, os.path.join(path, EVAL_DIR), about,
+    return _evaluate(load_detector(path), data_dir, split, eval_dir, about,
                      {"model.json": info}, progress, score_threshold, class_ids)
 
 
@@ -234,7 +244,7 @@ def _write(eval_dir: str, metrics: dict, ground_truth: dict, detections: list[di
         with tf.io.gfile.GFile(temp, "wb") as stream:
             stream.write(data)
         tf.io.gfile.rename(temp, os.path.join(eval_dir, name), overwrite=True)
-    writer = tf.summary.create_file_writer(eval_dir)
+    writer = tf.summary.create_file_writer(summary_dir(eval_dir, "eval"))
     with writer.as_default(step=step):
         for key in COCO_KEYS:
             tf.summary.scalar(f"coco/{key}", metrics["summary"][key])
@@ -251,21 +261,36 @@ def _write(eval_dir: str, metrics: dict, ground_truth: dict, detections: list[di
 
 def evaluate_continuously(model_dir: str, data_dir: str | None = None, timeout_s: float = 3600,
                           on_result: Callable[[EvalResult], None] | None = None, split: str = "val",
-                          score_threshold: float | None = None) -> list[EvalResult]:
-    """Evaluate each new checkpoint until the run's last step is evaluated (or none comes for ``timeout_s``)."""
+                          score_threshold: float | None = None, eval_dir: str | None = None) -> list[EvalResult]:
+    """Evaluate each new checkpoint into ``eval_dir`` (default: ``<model_dir>/eval``) until the run's last step is
+    evaluated. Waits up to ``timeout_s`` for the run to start (its ``experiment.json``) and for each checkpoint:
+    launched with its training job, the evaluator gets that job's timeout, so a Spot gap between two checkpoints
+    cannot end it early. A NoCheckpoint error when a wait runs out before the last step is evaluated."""
     results = []
-    spec = load_spec(model_dir)
+    spec = wait_for_run(model_dir, timeout_s)
     match_classes(run_label_map(spec), data_dir or spec.data_dir, f"the model in {model_dir}")  # before waiting
     final_step = spec.steps
     for checkpoint in tf.train.checkpoints_iterator(model_dir, min_interval_secs=5, timeout=timeout_s):
         result = evaluate_checkpoint(model_dir, data_dir, split, checkpoint,
-                                     score_threshold=score_threshold)
+                                     score_threshold=score_threshold, eval_dir=eval_dir)
         results.append(result)
         if on_result:
             on_result(result)
         if result.step >= final_step:
-            break
-    return results
+            return results
+    done = f"evaluated up to step {results[-1].step}" if results else "evaluated nothing"
+    raise NoCheckpoint(f"no new checkpoint in {model_dir} for {timeout_s:.0f} s ({done} of {final_step}): did its "
+                       "training stop? Evaluate its latest checkpoint without --continuous, or give a longer "
+                       "--timeout")
+
+
+def wait_for_run(model_dir: str, timeout_s: float, poll_s: float = 5) -> TrainSpec:
+    """The spec of the run in ``model_dir`` once its trainer has written it (an evaluation may start before its
+    training job does); a UsageError when none comes within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not tf.io.gfile.exists(os.path.join(model_dir, SPEC_FILE)) and time.monotonic() < deadline:
+        time.sleep(poll_s)
+    return load_spec(model_dir)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -281,14 +306,16 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         args = EvalArgs.from_argv(argv)
+        print(describe_devices(), flush=True)
         if args.model:
-            evaluated(evaluate_export(args.model, args.data, args.split, progress, args.score_threshold))
+            evaluated(evaluate_export(args.model, args.data, args.split, progress, args.score_threshold,
+                                      args.eval_dir))
         elif args.continuous:
             evaluate_continuously(args.model_dir, args.data, args.timeout, evaluated, args.split,
-                                  args.score_threshold)
+                                  args.score_threshold, args.eval_dir)
         else:
             evaluated(evaluate_checkpoint(args.model_dir, args.data, args.split, progress=progress,
-                                          score_threshold=args.score_threshold))
+                                          score_threshold=args.score_threshold, eval_dir=args.eval_dir))
     except (DetectorError, FileNotFoundError) as err:  # one line for the user (or the job's log), no traceback
         print(f"error: {err}", file=sys.stderr, flush=True)
         os._exit(getattr(err, "exit_code", 1))

@@ -24,6 +24,7 @@ from jobs.io import OutputRefused, refuse_inputs, resolved
 
 SPEC_FILE = "experiment.json"
 RUN_RECORD = "run.json"  # a local run's record in its model dir (jobs.launch.runs)
+EVAL_DIR = "eval"  # where evaluations go by default: <model dir>/eval (a Vertex AI run's: runs/RUN/eval)
 MODEL_GARDEN_LIMIT = 100  # Model Garden's default max_num_instances: more boxes per image are silently cut
 DEVICES = ("auto", "cpu", "gpu", "tpu")
 
@@ -146,7 +147,10 @@ class EvalArgs(JobArgs):
     score_threshold: float | None = field(default=None, metadata={"help": "for P, R and the pictures (default: "
                                                                           "best F1)"})
     continuous: bool = field(default=False, metadata={"help": "follow new checkpoints until the run's last step"})
-    timeout: float = field(default=3600.0, metadata={"help": "--continuous: seconds to wait for a new checkpoint"})
+    timeout: float = field(default=3600.0, metadata={
+        "help": "--continuous: seconds to wait for the run to start and for each new checkpoint"})
+    eval_dir: str | None = field(default=None, metadata={
+        "help": f"where the metrics, report and detections go (default: <model dir or model>/{EVAL_DIR})"})
 
     def check(self) -> EvalArgs:
         if bool(self.model_dir) == bool(self.model):

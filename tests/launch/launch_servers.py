@@ -5,16 +5,20 @@
 - ``CloudBuildServer``: Cloud Build's v1 REST builds (create returns a finished operation; a build "pushes"
   its image tag into the registry).
 - gcp-storage-emulator for Cloud Storage (a real HTTP server).
+- ``TokenServer`` and ``service_account_key``: application-default credentials whose OAuth token endpoint is local.
+- ``PermissionsServer``: ``testIamPermissions`` of Resource Manager v3, IAM v1 or Artifact Registry v1, answering
+  with the permissions granted on each resource; ``ServiceUsageServer``: Service Usage v1 ``services:batchGet``.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import os
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -30,11 +34,13 @@ class _Server:
 
     def __init__(self):
         owner = self
+        self.last_headers: dict[str, str] = {}
 
         class Handler(BaseHTTPRequestHandler):
             def _serve(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                owner.last_headers = {key.lower(): value for key, value in self.headers.items()}
                 status, payload, headers = owner.handle(self.command, self.path, body)
                 data = b"" if payload is None else json.dumps(payload).encode()
                 self.send_response(status)
@@ -137,6 +143,148 @@ class CloudBuildServer(_Server):
         if method == "GET" and build_id in self.builds:
             return 200, self.builds[build_id], {}
         return 404, {"error": {"code": 404, "message": "not found"}}, {}
+
+
+class TokenServer(_Server):
+    """The OAuth 2.0 token endpoint a service account key names: any signed assertion gets a token."""
+
+    token = "local-access-token"
+
+    def handle(self, method, path, body):
+        if method == "POST" and urlparse(path).path == "/token":
+            return 200, {"access_token": self.token, "expires_in": 3600, "token_type": "Bearer"}, {}
+        return 404, {"error": "not_found"}, {}
+
+
+def service_account_key(path, email: str, token_uri: str) -> str:
+    """A service account key file (a fresh RSA key) whose tokens come from ``token_uri``; returns its path."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    path.write_text(json.dumps({
+        "type": "service_account", "project_id": email.split("@")[1].split(".")[0], "private_key_id": "local",
+        "private_key": pem, "client_email": email, "client_id": "1", "token_uri": token_uri}))
+    return str(path)
+
+
+class PermissionsServer(_Server):
+    """``POST /vN/RESOURCE:testIamPermissions``: the asked permissions that ``granted[RESOURCE]`` holds; 404 for a
+    resource it does not know. Requests without the bearer token are refused (401)."""
+
+    def __init__(self, token: str = TokenServer.token):
+        self.granted: dict[str, set[str]] = {}
+        self.token = token
+        self.requests: list[str] = []
+        super().__init__()
+
+    def handle(self, method, path, body):
+        path = urlparse(path).path
+        if self.last_headers.get("authorization") != f"Bearer {self.token}":
+            return 401, {"error": {"code": 401, "message": "no credentials", "status": "UNAUTHENTICATED"}}, {}
+        resource = path.split("/", 2)[2].removesuffix(":testIamPermissions")
+        self.requests.append(resource)
+        if method != "POST" or not path.endswith(":testIamPermissions") or resource not in self.granted:
+            return 404, {"error": {"code": 404, "message": f"{resource} not found", "status": "NOT_FOUND"}}, {}
+        asked = json.loads(body).get("permissions", [])
+        return 200, {"permissions": [p for p in asked if p in self.granted[resource]]}, {}
+
+
+class ServiceUsageServer(_Server):
+    """``GET /v1/projects/P/services:batchGet?names=…``: each named service, ENABLED when in ``enabled``."""
+
+    def __init__(self):
+        self.enabled: set[str] = set()
+        super().__init__()
+
+    def handle(self, method, path, body):
+        url = urlparse(path)
+        if method != "GET" or not url.path.endswith("/services:batchGet"):
+            return 404, {"error": {"code": 404, "message": "not found"}}, {}
+        services = [{"name": name, "config": {"name": name.rsplit("/", 1)[-1]},
+                     "state": "ENABLED" if name.rsplit("/", 1)[-1] in self.enabled else "DISABLED"}
+                    for name in parse_qs(url.query).get("names", [])]
+        return 200, {"services": services}, {}
+
+
+LAUNCHER = "launcher@acme-ml.iam.gserviceaccount.com"
+PROJECT, BUCKET, REGION = "acme-ml", "acme-exp-prints", "us-central1"
+JOB_ACCOUNT = f"job-exp-prints@{PROJECT}.iam.gserviceaccount.com"
+REPOSITORY = f"projects/{PROJECT}/locations/{REGION}/repositories/detector"
+# What launching needs, written out here (not read from jobs.launch.doctor) so that a change there shows.
+HEALTHY_GRANTS = {
+    "project": {"aiplatform.customJobs.create", "aiplatform.customJobs.get", "aiplatform.customJobs.list",
+                "aiplatform.customJobs.cancel", "cloudbuild.builds.create", "cloudbuild.builds.get"},
+    "repository": {"artifactregistry.repositories.downloadArtifacts"},
+    "job account": {"iam.serviceAccounts.actAs"},
+}
+
+
+def experiment_outputs(bucket: str = BUCKET) -> dict[str, str]:
+    """The stack outputs of experiment stack exp-prints in the fake project."""
+    return {"role": "experiment", "project": PROJECT, "region": REGION, "bucket": bucket,
+            "dataPrefix": f"gs://{bucket}/data", "runsPrefix": f"gs://{bucket}/runs",
+            "checkpointsPrefix": f"gs://{bucket}/checkpoints", "jobServiceAccount": JOB_ACCOUNT,
+            "repositoryUrl": f"{REGION}-docker.pkg.dev/{PROJECT}/detector", "tensorboard": "",
+            "experiment": "exp-prints"}
+
+
+class FakeProject:
+    """Every service ``doctor`` asks, as local servers, and the environment that points the clients at them
+    (``env``): application-default credentials of ``LAUNCHER``, the storage emulator, the REST endpoints."""
+
+    def __init__(self, folder, storage_url: str, registry: RegistryServer | None = None):
+        self.token = TokenServer()
+        self.resource_manager, self.iam, self.artifact_registry = (PermissionsServer() for _ in range(3))
+        self.service_usage = ServiceUsageServer()
+        self.registry = registry or RegistryServer()
+        self._servers = [self.token, self.resource_manager, self.iam, self.artifact_registry, self.service_usage,
+                         *([] if registry else [self.registry])]
+        self.outputs = folder / "outputs.json"
+        self.outputs.write_text(json.dumps(experiment_outputs()))
+        self.env = {
+            "GOOGLE_APPLICATION_CREDENTIALS": service_account_key(folder / "key.json", LAUNCHER,
+                                                                  f"{self.token.url}/token"),
+            "STORAGE_EMULATOR_HOST": storage_url,
+            "DETECTOR_SERVICE_USAGE_ENDPOINT": self.service_usage.url,
+            "DETECTOR_RESOURCE_MANAGER_ENDPOINT": self.resource_manager.url,
+            "DETECTOR_IAM_ENDPOINT": self.iam.url,
+            "DETECTOR_ARTIFACT_REGISTRY_ENDPOINT": self.artifact_registry.url,
+            "DETECTOR_REGISTRY_ENDPOINT": self.registry.url,
+        }
+
+    def make_healthy(self, storage_client) -> None:
+        """APIs on, launch permissions granted, both images pushed, prepared data in the bucket."""
+        from jobs.launch.context import build_context
+        from jobs.launch.doctor import required_apis
+
+        self.service_usage.enabled = set(required_apis())
+        self.resource_manager.granted[f"projects/{PROJECT}"] = set(HEALTHY_GRANTS["project"])
+        self.artifact_registry.granted[REPOSITORY] = set(HEALTHY_GRANTS["repository"])
+        self.iam.granted[f"projects/-/serviceAccounts/{JOB_ACCOUNT}"] = set(HEALTHY_GRANTS["job account"])
+        for image in ("trainer", "evaluator"):
+            self.registry.push(f"{REGION}-docker.pkg.dev/{PROJECT}/detector/{image}:{build_context(image).tag}")
+        bucket = storage_client.bucket(BUCKET)
+        if not bucket.exists():
+            bucket = storage_client.create_bucket(BUCKET)
+        bucket.blob("data/dataset.json").upload_from_string(json.dumps(
+            {"content_hash": "c0ffee", "classes": [{"id": 1, "name": "spaghetti"}]}))
+
+    def close(self) -> None:
+        for server in self._servers:
+            server.close()
+
+
+@pytest.fixture
+def fake_project(tmp_path, storage_emulator, registry_server, monkeypatch):
+    """A FakeProject with nothing granted (its registry: ``registry_server``), its environment set here."""
+    project = FakeProject(tmp_path, os.environ["STORAGE_EMULATOR_HOST"], registry_server)
+    for key, value in project.env.items():
+        monkeypatch.setenv(key, value)
+    yield project
+    project.close()
 
 
 @pytest.fixture

@@ -16,6 +16,8 @@ import pytest
 
 from jobs.launch.context import IMAGE_NAMES, REPO_ROOT, build_context, runtime_files
 
+pytest_plugins = ["launch_servers"]
+
 DOCKERFILES = sorted((REPO_ROOT / "images").glob("*/Dockerfile"))
 
 
@@ -33,14 +35,33 @@ def test_hadolint_clean(dockerfile):
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
-def test_non_root_no_secrets_and_code_after_dependencies(dockerfile):
+def test_the_user_no_secrets_and_code_after_dependencies(dockerfile):
     text = dockerfile.read_text()
-    assert re.search(r"^USER 1000:1000$", text, re.M)
+    if dockerfile.parent.name == "trainer":  # root, to open the TPU's device files: the decision names its documents
+        assert not re.search(r"^USER ", text, re.M)
+        assert re.search(r"/dev/accel.*/dev/vfio", text) and "cloud.google.com/tpu/docs/run-in-container" in text
+    else:
+        assert re.search(r"^USER 1000:1000$", text, re.M)
     assert not re.search(r"(?i)(credentials|\.json|api[_-]?key|secret)", text.replace("--no-cache", ""))
     lines = text.splitlines()
     install = next(i for i, line in enumerate(lines) if "pip install --no-deps -r" in line)
     code = next(i for i, line in enumerate(lines) if line.startswith("COPY jobs"))
     assert install < code
+
+
+def test_the_trainer_image_keeps_one_libtpu_where_vertex_ai_loads_it():
+    text = (REPO_ROOT / "images/trainer/Dockerfile").read_text()
+    assert "TF_PLUGGABLE_DEVICE_LIBRARY_PATH=/lib/libtpu.so" in text and "TPU_LIBRARY_PATH=/lib/libtpu.so" in text
+    assert 'mv "$libtpu" /lib/libtpu.so' in text and 'ln -s /lib/libtpu.so "$libtpu"' in text
+    assert not re.search(r"\bcp\b.*libtpu", text)
+    assert "vertex-ai/docs/training/training-with-tpu-vm" in text
+
+
+def test_the_evaluator_image_finds_the_mounted_gpu_driver():
+    text = (REPO_ROOT / "images/evaluator/Dockerfile").read_text()
+    path = re.search(r"LD_LIBRARY_PATH=(\S+)", text).group(1)
+    assert "/usr/local/nvidia/lib64" in path.split(":")
+    assert "container-engine-accelerators" in text  # the document that says where the driver is mounted
 
 
 def test_images_pin_the_projects_tensorflow():
@@ -118,3 +139,52 @@ def test_the_package_in_the_image_imports_without_the_rest_of_the_repository(tmp
     done = subprocess.run([sys.executable, "-I", "-c", probe], cwd=tmp_path, capture_output=True, text=True,
                           timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def cloud_build(storage_emulator, registry_server, build_server, build_service_account: str):
+    """`images build`'s path: ensure_image with a CloudBuilder whose real clients talk to the local servers."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud.devtools import cloudbuild_v1
+
+    from jobs.launch.builders import CloudBuilder, ensure_image
+    from jobs.launch.registry import Registry
+    from jobs.stack import StackOutputs
+
+    bucket = "acme-ml-detector-exp-build"
+    storage_emulator.create_bucket(bucket)
+    outputs = {"project": "acme-ml", "region": "us-central1", "bucket": bucket,
+               "dataPrefix": f"gs://{bucket}/data", "runsPrefix": f"gs://{bucket}/runs",
+               "jobServiceAccount": "detector-exp-build@acme-ml.iam.gserviceaccount.com",
+               "repositoryUrl": "us-central1-docker.pkg.dev/acme-ml/detector-platform",
+               "tensorboard": "", "experiment": "exp-build"}
+    if build_service_account:
+        outputs["buildServiceAccount"] = build_service_account
+    stack = StackOutputs.from_outputs(outputs, "test")
+    client = cloudbuild_v1.CloudBuildClient(credentials=AnonymousCredentials(), transport="rest",
+                                            client_options={"api_endpoint": build_server.url})
+    builder = CloudBuilder(stack, build_client=client, storage_client=storage_emulator, sleep=lambda s: None)
+    image = ensure_image(stack, "evaluator", builder,
+                         Registry(token=lambda: "test-token", base_url=registry_server.url))
+    (build,) = build_server.builds.values()
+    return image, build
+
+
+def test_cloud_build_runs_as_the_stacks_build_account_with_its_logs_in_cloud_logging(
+    storage_emulator, registry_server, build_server
+):
+    account = "detector-build-platform@acme-ml.iam.gserviceaccount.com"
+    image, build = cloud_build(storage_emulator, registry_server, build_server, account)
+    assert image.built
+    assert build["serviceAccount"] == f"projects/acme-ml/serviceAccounts/{account}"
+    from google.cloud.devtools import cloudbuild_v1
+
+    assert set(build["options"]) == {"logging"}  # the REST client sends enums as numbers
+    assert cloudbuild_v1.BuildOptions.LoggingMode(build["options"]["logging"]).name == "CLOUD_LOGGING_ONLY"
+    assert build["source"]["storageSource"]["object"].startswith("builds/evaluator-")  # what the account may read
+
+
+def test_stacks_without_a_build_account_build_as_the_projects_default(storage_emulator, registry_server,
+                                                                      build_server):
+    image, build = cloud_build(storage_emulator, registry_server, build_server, "")
+    assert image.built
+    assert "serviceAccount" not in build and "options" not in build

@@ -1,4 +1,4 @@
-"""The trainer entrypoint survives kill -9 (a Spot preemption) and starts from a checkpoint archive."""
+"""The trainer entrypoint survives kill -9 and SIGTERM (a Spot preemption) and starts from a checkpoint archive."""
 
 from __future__ import annotations
 
@@ -69,6 +69,28 @@ def test_kill_9_after_a_checkpoint_then_relaunch_continues_from_it(data, tmp_pat
     # Seeded from --seed (0) plus the step it resumed at: reproducible, without replaying the first batches.
     assert json.loads((model_dir / "experiment.json").read_text())["seed"] == 0
     assert re.search(rf"^\s+seed: {step}$", (model_dir / "params.yaml").read_text(), re.M)
+
+
+def test_sigterm_saves_a_checkpoint_at_the_step_reached_and_a_relaunch_resumes_from_it(data, tmp_path):
+    model_dir = tmp_path / "model"
+    process = subprocess.Popen(trainer(data, model_dir, 300), cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+    for line in process.stdout:
+        event = ProgressEvent.from_line(line)
+        if event is not None and event.done == 100:  # checkpointed at 100; the next loop ends at 150, between two
+            process.send_signal(signal.SIGTERM)     # periodic checkpoints (100 and 200)
+            break
+    rest = process.stdout.read()
+    assert process.wait(timeout=300) == -signal.SIGTERM  # it ends as killed by the signal: a launcher sees that
+    reached = [event.done for event in map(ProgressEvent.from_line, rest.splitlines()) if event is not None][-1]
+    step = checkpoint_step(model_dir)
+    assert step == reached and step % 100 != 0, (step, reached)
+    assert f"saved a checkpoint at step {step}" in rest
+    done = subprocess.run(trainer(data, model_dir, 300), cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"resuming from step {step} of 300" in done.stdout
+    assert checkpoint_step(model_dir) == 300
 
 
 def test_init_checkpoint_from_a_tar_gz_archive(data, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from google.api_core.exceptions import PreconditionFailed
 
@@ -74,3 +76,19 @@ def test_a_local_run_is_named_by_where_its_model_dir_is_now(tmp_path):
     (tmp_path / "old-name").rename(tmp_path / "new-name")
     (record,) = store.list()
     assert record.run_id == str(tmp_path / "new-name") == store.load(record.run_id)[0].run_id
+
+
+def test_a_local_run_s_evaluations_stay_in_its_model_dir(tmp_path):
+    from jobs.launch.local import LocalLauncher
+
+    model_dir = tmp_path / "first"
+    ModelDirRunStore(tmp_path).save(RunRecord(str(model_dir), "local", "p", "this machine (cpu)"), 0)
+    evaluation = {"step": 20, "summary": {"AP": 0.25}}
+    (model_dir / "eval").mkdir()
+    (model_dir / "eval" / "metrics.json").write_text(json.dumps(evaluation))
+    launcher = LocalLauncher(tmp_path)
+    status = launcher.status(str(model_dir))
+    assert (status.metrics, status.model_dir, status.eval_dir) == (evaluation, str(model_dir),
+                                                                   str(model_dir / "eval"))
+    assert launcher.store.load(str(model_dir))[0].metrics == evaluation  # copied into the record
+    assert [run.eval_dir for run in launcher.runs()] == [str(model_dir / "eval")]

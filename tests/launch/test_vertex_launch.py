@@ -8,7 +8,7 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud.aiplatform_v1 import types
 
-from jobs.launch.accelerators import ACCELERATORS
+from jobs.launch.accelerators import ACCELERATORS, MACHINE_PRICES
 from jobs.launch.backends import VertexBackend
 from jobs.launch.builders import CloudBuilder
 from jobs.launch.launcher import Declined, DuplicateRun, EvalOptions, PreflightError, TrainOptions
@@ -219,8 +219,11 @@ def test_state_polling_cancel_and_evaluation_job(cloud, vertex_server):
     assert pool.machine_spec.accelerator_type.name == "NVIDIA_TESLA_T4"
     assert list(pool.container_spec.command) == ["python", "-m", "jobs.runtime.evaluate"]
     assert EvalArgs.from_argv(list(pool.container_spec.args)) == EvalArgs(
-        f"gs://{BUCKET}/checkpoints/live", data=f"gs://{BUCKET}/data", split="test", score_threshold=0.4,
-        continuous=True)
+        f"gs://{BUCKET}/checkpoints/live", split="test", score_threshold=0.4, continuous=True,
+        eval_dir=f"gs://{BUCKET}/runs/live/eval",  # results beside the record, not among expiring checkpoints
+        timeout=24 * 3600.0)  # it waits for the run and each checkpoint as long as a training job may run
+    assert job.job_spec.scheduling.timeout.total_seconds() == 24 * 3600
+    assert dict(job.labels) == {"experiment": "exp-prints", "run": "live", "kind": "evaluate"}
     assert pool.container_spec.image_uri.split("/")[-1].startswith("evaluator:")
     cancelled = launcher.cancel("live")
     assert {i.state for i in cancelled} == {"JOB_STATE_CANCELLING"}
@@ -244,9 +247,43 @@ def test_status_copies_the_latest_evaluation_into_the_run_record(cloud, storage_
     status = launcher.status("done")
     assert status.metrics is None and set(status.jobs) == {"train"}
     evaluation = {"step": 400, "summary": {"AP": 0.5, "AP50": 0.8}, "per_class": {}}
-    storage_emulator.bucket(BUCKET).blob("checkpoints/done/eval/metrics.json").upload_from_string(
-        json.dumps(evaluation))
-    assert launcher.status("done").metrics == evaluation
+    bucket = storage_emulator.bucket(BUCKET)
+    bucket.blob("checkpoints/done/eval/metrics.json").upload_from_string(json.dumps({**evaluation, "step": 1}))
+    bucket.blob("runs/done/eval/metrics.json").upload_from_string(json.dumps(evaluation))
+    status = launcher.status("done")
+    assert status.metrics == evaluation and status.eval_dir == f"gs://{BUCKET}/runs/done/eval"
+    assert status.model_dir == f"gs://{BUCKET}/checkpoints/done"
     assert launcher.cloud.store.load("done")[0].metrics == evaluation
     assert [(run.record.run_id, run.jobs["train"].state, run.metrics) for run in launcher.runs()] == [
         ("done", "JOB_STATE_PENDING", evaluation)]
+
+
+def test_evaluation_of_a_run_trained_elsewhere_submits_nothing(cloud, vertex_server, storage_emulator):
+    launcher = cloud()
+    train(launcher, options(accelerator="tpu-v3-8", run_id="moved"))
+    record, generation = launcher.cloud.store.load("moved")
+    record.config["model_dir"] = "gs://other-bucket/checkpoints/moved"
+    launcher.cloud.store.save(record, generation)
+    with pytest.raises(PreflightError, match="run moved keeps its checkpoints in gs://other-bucket/checkpoints/moved"):
+        evaluate(launcher, "moved")
+    assert len(vertex_server.created()) == 1  # the training only
+
+
+def test_every_machine_type_has_a_price_entry_and_unknown_prices_are_named(monkeypatch):
+    assert {accelerator.machine_type for accelerator in ACCELERATORS.values()} <= set(MACHINE_PRICES)
+    monkeypatch.setitem(MACHINE_PRICES, "n1-standard-8", (None, None))  # as the table holds it today
+    plan = VertexLauncher(make_stack()).plan_evaluation(EvalOptions(EvalArgs(), "r", "gpu-t4-1", spot=True))
+    cost = plan.cost()
+    assert cost.hourly is None and cost.ceiling is None
+    assert cost.unknown == ("Vertex AI n1-standard-8 machine (Spot)",)
+    assert cost.known_hourly == pytest.approx(ACCELERATORS["gpu-t4-1"].spot_usd_per_hour)
+
+
+def test_the_estimate_is_accelerator_plus_machine_for_every_replica(monkeypatch):
+    monkeypatch.setitem(MACHINE_PRICES, "g2-standard-8", (0.9, 0.3))  # a price as the table would hold it
+    launcher = VertexLauncher(make_stack())
+    on_demand = launcher.plan_training(options("retinanet-resnet50fpn-640", "gpu-l4-1", replicas=3)).cost()
+    assert on_demand.hourly == pytest.approx(3 * (ACCELERATORS["gpu-l4-1"].usd_per_hour + 0.9))
+    assert on_demand.ceiling == pytest.approx(on_demand.hourly * 24) and on_demand.unknown == ()
+    spot = launcher.plan_training(options("retinanet-resnet50fpn-640", "gpu-l4-1", replicas=3, spot=True)).cost()
+    assert spot.hourly == pytest.approx(3 * (ACCELERATORS["gpu-l4-1"].spot_usd_per_hour + 0.3))
