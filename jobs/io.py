@@ -295,6 +295,18 @@ def _umask() -> int:
     return umask
 
 
+def write_atomic(location: str | Path, data: bytes) -> None:
+    """``data`` at a local path or a ``gs://`` URI, all or nothing: readers see the previous content or the new,
+    never part of it (locally through ``atomic_file``; in Cloud Storage one object upload is that step already)."""
+    if str(location).startswith("gs://"):
+        from jobs.dataset.gcs import write_object
+
+        write_object(str(location), data)
+        return
+    with atomic_file(Path(location)) as stream:
+        stream.write(data)
+
+
 def write_json(path: Path, data: object, indent: int | None = 2) -> None:
     """UTF-8 JSON; ``indent=None`` for large machine-read files (the C encoder is several times faster)."""
     path.write_text(json.dumps(data, indent=indent, ensure_ascii=False) + "\n", encoding="utf-8")

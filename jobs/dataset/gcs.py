@@ -69,6 +69,14 @@ def read_text(uri: str) -> str | None:
     return text
 
 
+def write_object(uri: str, data: bytes) -> None:
+    """One object, replaced in a single step: Cloud Storage serves the previous object until the upload of the
+    new one succeeds, and the new one from then on ("Cloud Storage consistency": strongly consistent
+    read-after-write, for new and replaced objects alike). The upload is checked with CRC32C."""
+    bucket, name = split_uri(uri)
+    client().bucket(bucket).blob(name).upload_from_string(data, checksum="crc32c")
+
+
 def check_prefix(uri: str, kind: str) -> None:
     """Exit 2 unless ``uri`` holds no object yet or is an output of this tool of ``kind`` (its marker object)."""
     bucket, prefix = split_uri(uri)

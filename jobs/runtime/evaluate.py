@@ -23,7 +23,7 @@ import tensorflow as tf
 from jobs.dataset import label_map as label_maps
 from jobs.dataset.tfrecord import read_records
 from jobs.errors import DetectorError, UsageError
-from jobs.io import check_output_folder, is_output, write_marker
+from jobs.io import check_output_folder, is_output, write_atomic, write_marker
 from jobs.metrics import COCO_KEYS, coco_ground_truth, coco_metrics
 from jobs.report.gallery import worst_image_ids
 from jobs.report.matching import analyze
@@ -240,10 +240,7 @@ def _write(eval_dir: str, metrics: dict, ground_truth: dict, detections: list[di
     contents.update(files)
     contents["metrics.json"] = contents[f"metrics-{step}.json"]  # last: it says the evaluation is complete
     for name, data in contents.items():
-        temp = os.path.join(eval_dir, f".{name}.tmp")
-        with tf.io.gfile.GFile(temp, "wb") as stream:
-            stream.write(data)
-        tf.io.gfile.rename(temp, os.path.join(eval_dir, name), overwrite=True)
+        write_atomic(f"{eval_dir}/{name}", data)
     writer = tf.summary.create_file_writer(summary_dir(eval_dir, "eval"))
     with writer.as_default(step=step):
         for key in COCO_KEYS:

@@ -81,3 +81,29 @@ def test_a_new_upload_replaces_the_old_dataset_and_its_stale_shards(synthetic, s
         "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord", "val-00000-of-00002.tfrecord",
         "val-00001-of-00002.tfrecord"]
     assert json.loads(stored["dataset.json"])["splits"]["train"]["shards"][0]["file"] == "train-00000-of-00002.tfrecord"
+
+
+def test_one_object_is_replaced_whole_and_a_dropped_upload_is_sent_again(storage):
+    """``jobs.io.write_atomic`` on gs:// (what an evaluation writes into runs/RUN/eval/): one upload per object, no
+    temporary object; a connection lost during the upload leaves the previous object until the upload is retried."""
+    from jobs.io import write_atomic
+
+    proxy, client = storage
+    name = "runs/first/eval/metrics.json"
+    write_atomic(f"gs://{BUCKET}/{name}", b"first")
+    write_atomic(f"gs://{BUCKET}/{name}", b"second")
+    assert client.bucket(BUCKET).blob(name).download_as_bytes() == b"second"
+    assert proxy.uploads == {name: 2}
+    proxy.faults[name] = ["drop"]
+    write_atomic(f"gs://{BUCKET}/{name}", b"third")
+    assert proxy.uploads == {name: 4}  # the dropped one, and the one that replaced the object
+    assert _objects(client, "runs/first/eval") == {"metrics.json": b"third"}
+
+
+def test_a_local_file_is_replaced_whole_and_no_temporary_file_stays(tmp_path):
+    from jobs.io import write_atomic
+
+    path = tmp_path / "eval" / "metrics.json"
+    write_atomic(path, b"first")
+    write_atomic(str(path), b"second")
+    assert _local_files(tmp_path) == {"eval/metrics.json": b"second"}
