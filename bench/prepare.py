@@ -1,12 +1,14 @@
 """Benchmark ``data prepare`` against ``cp -r`` and a seed-style converter, on the raccoon images copied N times.
 
-    .venv/bin/python bench/prepare.py [--copies 100] [--repeat 3] [--work DIR] [--keep]
+    .venv/bin/python bench/prepare.py [--copies 100] [--repeat 3] [--work DIR] [--keep] [--engine beam]
 
 Commands, each timed whole, end to end (interpreter start-up and imports included): ``cp -r`` of the images (every
 byte read and written once), the seed-style converter (one process, pandas group-by, PIL open per image,
 tf.train.Example, one TFRecord file: what ``generate_tfrecord.py`` did), ours with the default header checks (charts
-included), the same without charts, ours with ``--verify full``. Every run starts on a warm page cache (every image
-is read just before it) with nothing left to write back from the run before (``sync``).
+included), the same without charts, ours with ``--verify full``; with ``--engine beam`` also ours with
+``--engine beam`` (Apache Beam's DirectRunner, one worker process per core), and its ratio to the local engine.
+Every run starts on a warm page cache (every image is read just before it) with nothing left to write back from the
+run before (``sync``).
 
 The commands take turns for ``--repeat`` rounds, so that each round measures all of them under the same conditions:
 on a shared virtual machine the cost of the kernel's page allocation, which is nearly all of ``cp -r``, can change
@@ -30,6 +32,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RACCOON = REPO.parent / "shared" / "datasets" / "raccoon"
+BEAM = "ours (--engine beam)"
 
 SEED_CONVERTER = '''
 import io, sys
@@ -134,14 +137,17 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="scratch folder (default: a new one under the temp dir)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds: each command runs once per round")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    parser.add_argument("--engine", choices=("local", "beam"), default="local",
+                        help="beam: also time ours with --engine beam (Beam's DirectRunner)")
     args = parser.parse_args()
     if not (RACCOON / "images").is_dir():
         sys.exit(f"the raccoon dataset is not at {RACCOON}")
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-prepare-"))
     work.mkdir(parents=True, exist_ok=True)
-    needed = sum(p.stat().st_size for p in (RACCOON / "images").iterdir()) * args.copies * 5
+    outputs = 4 if args.engine == "beam" else 3
+    needed = sum(p.stat().st_size for p in (RACCOON / "images").iterdir()) * args.copies * (outputs + 2)
     if shutil.disk_usage(work).free < needed:
-        sys.exit(f"{work} needs about {needed / 1e9:.1f} GB free (images, a copy, three outputs)")
+        sys.exit(f"{work} needs about {needed / 1e9:.1f} GB free (images, a copy, {outputs} outputs)")
     try:
         images, labels, count = build(work, args.copies)
         size = sum(p.stat().st_size for p in images.iterdir())
@@ -158,6 +164,8 @@ def main() -> None:
             "ours (--no-stats)": ([*ours, str(work / "ours-no-stats"), "--no-stats"], work / "ours-no-stats"),
             "ours (--verify full)": ([*ours, str(work / "ours-full"), "--verify", "full"], work / "ours-full"),
         }
+        if args.engine == "beam":
+            runs[BEAM] = ([*ours, str(work / "ours-beam"), "--engine", "beam"], work / "ours-beam")
         rounds = []  # per round: name -> (wall, CPU)
         for number in range(1, args.repeat + 1):
             rounds.append({name: timed(name, command, REPO, output, images)
@@ -177,6 +185,10 @@ def main() -> None:
         median = statistics.median(r["cp -r"][0] / r["ours (header checks)"][0] for r in rounds)
         print(f"goals: ours >= 0.5x cp -r: {ours / rate['cp -r']:.2f}x (fastest runs), {median:.2f}x (median of "
               f"rounds); ours >= 5x seed-style: {ours / rate['seed-style converter']:.2f}x")
+        if BEAM in runs:
+            median = statistics.median(r[BEAM][0] / r["ours (header checks)"][0] for r in rounds)
+            print(f"beam engine: {best[BEAM][0] / best['ours (header checks)'][0]:.2f}x the local engine's time "
+                  f"(fastest runs), {median:.2f}x (median of rounds)")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -69,6 +69,10 @@ def data_prepare(
     download_to: DownloadTo = None,
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
     follow_symlinks: FollowSymlinks = False,
+    engine: Annotated[str, typer.Option(
+        "--engine", help="what reads, checks and writes the images: local (worker processes on this machine) or "
+                         "beam (the same as an Apache Beam pipeline on Beam's DirectRunner, multi-process on this "
+                         "machine); both write the same records")] = "local",
 ) -> None:
     """Validate labels and images, split by image, write TFRecords, label map, COCO ground truth and charts."""
     from jobs.dataset.pipeline import CheckOptions
@@ -78,7 +82,8 @@ def data_prepare(
                          unlabeled_as_negatives=unlabeled_as_negatives, verify=verify, strict=strict,
                          workers=workers, download_to=download_to, max_pixels=max_pixels,
                          follow_symlinks=follow_symlinks)
-    options = PrepareOptions(given, out if is_gcs(out) else Path(out), num_shards=num_shards, stats=stats)
+    options = PrepareOptions(given, out if is_gcs(out) else Path(out), num_shards=num_shards, stats=stats,
+                             engine=engine)
     try:
         with progress_bar("preparing") as update:
             result = prepare(options, lambda stage, done, total: update(done, total, stage=stage))

@@ -35,6 +35,7 @@ from jobs.dataset.validate import check_class_names, check_classes, check_split_
 from jobs.errors import DataError, UsageError
 
 VERIFY_MODES = ("header", "full")
+ENGINES = ("local", "beam")  # what writes the shards: worker processes here, or Apache Beam's DirectRunner
 CHUNK = 128  # images per task of the header-only check
 SAMPLE_SIZE = 64  # the default verification decodes about this many images, evenly spread in name order
 MAX_VAL_FRACTION = 0.9
@@ -287,9 +288,16 @@ def _per_image(progress: Progress, total: int) -> Progress:
 
 
 def write(folder: Path, planned: Plan, num_shards: int | None, shard_bytes: int, workers: int | None,
-          progress: Progress | None = None) -> Written:
+          progress: Progress | None = None, engine: str = "local") -> Written:
     """Write the plan's images into TFRecord shards in ``folder``, examining each in the pass that writes it (the
-    unusable ones are left out): ``shards.py``. Its ``results`` go to ``finish``."""
+    unusable ones are left out): ``shards.py`` in worker processes (``local``), or the same as an Apache Beam
+    pipeline on Beam's DirectRunner (``beam``: ``beam.py``). Its ``results`` go to ``finish``."""
+    if engine not in ENGINES:
+        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if engine == "beam":
+        from jobs.dataset import beam
+
+        return beam.write_shards(folder, planned.splits, planned.classes, num_shards, shard_bytes, workers, progress)
     return write_shards(folder, planned.splits, planned.classes, num_shards, shard_bytes, workers, progress)
 
 

@@ -25,6 +25,7 @@ from jobs.dataset.coco import ground_truth
 from jobs.dataset.findings import Report
 from jobs.dataset.parallel import Progress, gc_paused
 from jobs.dataset.pipeline import (
+    ENGINES,
     Checked,
     CheckedImage,
     CheckFailed,
@@ -38,6 +39,7 @@ from jobs.dataset.pipeline import (
 )
 from jobs.dataset.shards import DEFAULT_SHARD_BYTES, ShardEntry, Written
 from jobs.dataset.stats import chart_data, write_stats
+from jobs.errors import UsageError
 from jobs.io import OUTPUT_MARKER, TEMPORARY, OutputClaim, claim_output, remove_stale, write_json, write_marker
 
 SUMMARY = "dataset.json"  # written last: its presence marks a complete dataset
@@ -59,6 +61,11 @@ class PrepareOptions:
     num_shards: int | None = None  # per split (default: one per ``shard_bytes``)
     shard_bytes: int = DEFAULT_SHARD_BYTES
     stats: bool = True  # the charts in stats/
+    engine: str = "local"  # pipeline.ENGINES: the same output whichever writes it (not part of the fingerprint)
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
 
     def fingerprint(self, loaded: Loaded) -> str:
         """The inputs' fingerprint (``Loaded.fingerprint``) with the options of the output."""
@@ -163,7 +170,8 @@ def _sha256(path: Path) -> str:
 def _write_dataset(stage: Path, loaded: Loaded, planned: Plan, options: PrepareOptions, fingerprint: str,
                    progress: Progress | None) -> tuple[DatasetSummary, Checked]:
     """Shards (examining each image as it is written), then, if the data is usable, everything else."""
-    written = write(stage, planned, options.num_shards, options.shard_bytes, options.check.workers, progress)
+    written = write(stage, planned, options.num_shards, options.shard_bytes, options.check.workers, progress,
+                    options.engine)
     checked = finish(loaded, planned, written.results)
     _write_ground_truth(stage, checked.classes,
                         {split: checked.splits[split] for split in _present(checked, written.shards)})

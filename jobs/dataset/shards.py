@@ -36,23 +36,8 @@ class Written(NamedTuple):
 
 def write_shards(folder: Path, splits: dict[str, list[ImageJob]], classes: dict[str, int], num_shards: int | None,
                  shard_bytes: int, workers: int | None, progress: Progress | None) -> Written:
-    """Write ``<split>-0000i-of-0000N.tfrecord`` files (round-robin).
-
-    Without ``num_shards``, a split gets one shard per ``shard_bytes``, rounded up to a multiple of the workers (so
-    that they finish together) while shards stay above MIN_ROUNDED_BYTES.
-    """
-    workers = workers or os.cpu_count() or 1
-    tasks: list[ShardTask] = []
-    for split, jobs in splits.items():
-        if not jobs:
-            continue
-        total = sum(j.size_bytes for j in jobs)
-        count = num_shards or math.ceil(total / shard_bytes)
-        if not num_shards and count > 1 and total / (math.ceil(count / workers) * workers) >= MIN_ROUNDED_BYTES:
-            count = math.ceil(count / workers) * workers
-        count = max(1, min(count, len(jobs)))
-        tasks += [ShardTask(split, str(folder / f"{split}-{index:05d}-of-{count:05d}.tfrecord"), index, count)
-                  for index in range(count)]
+    """Write ``<split>-0000i-of-0000N.tfrecord`` files (round-robin, ``shard_tasks``) in worker processes."""
+    tasks = shard_tasks(str(folder), splits, num_shards, shard_bytes, workers)
     images = sum(len(jobs) for jobs in splits.values())
     jobs_of = [task.jobs(splits) for task in tasks]  # what each worker takes from ``splits``
     done = 0
@@ -65,12 +50,59 @@ def write_shards(folder: Path, splits: dict[str, list[ImageJob]], classes: dict[
 
     outcomes = parallel_map(write_shard, (splits, classes), tasks, workers, shard_written, "write",
                             parallel=images >= PARALLEL_FROM)
+    return collect(splits, tasks, outcomes)
+
+
+def shard_tasks(folder: str, splits: dict[str, list[ImageJob]], num_shards: int | None, shard_bytes: int,
+                workers: int | None) -> list[ShardTask]:
+    """The shards of every split, ``<split>-0000i-of-0000N.tfrecord`` in ``folder`` (a path or a URI).
+
+    Without ``num_shards``, a split gets one shard per ``shard_bytes``, rounded up to a multiple of the workers (so
+    that they finish together) while shards stay above MIN_ROUNDED_BYTES.
+    """
+    workers = workers or os.cpu_count() or 1
+    folder = folder.rstrip("/")
+    tasks: list[ShardTask] = []
+    for split, jobs in splits.items():
+        if not jobs:
+            continue
+        total = sum(j.size_bytes for j in jobs)
+        count = num_shards or math.ceil(total / shard_bytes)
+        if not num_shards and count > 1 and total / (math.ceil(count / workers) * workers) >= MIN_ROUNDED_BYTES:
+            count = math.ceil(count / workers) * workers
+        count = max(1, min(count, len(jobs)))
+        tasks += [ShardTask(split, f"{folder}/{split}-{index:05d}-of-{count:05d}.tfrecord", index, count)
+                  for index in range(count)]
+    return tasks
+
+
+def collect(splits: dict[str, list[ImageJob]], tasks: list[ShardTask],
+            outcomes: list[tuple[ShardEntry, list[PackedResult], list[str]]]) -> Written:
+    """What every shard's writer returned (``write_shard``), in task order, as one ``Written``."""
     written = Written({split: [] for split in splits}, [], [])
-    for task, jobs, (shard, results, records) in zip(tasks, jobs_of, outcomes, strict=True):
-        written.shards[task.split].append({"file": Path(task.path).name, **shard})
-        written.results.extend(map(ImageResult.unpacked, results, jobs))
+    for task, (shard, results, records) in zip(tasks, outcomes, strict=True):
+        written.shards[task.split].append({"file": task.path.rpartition("/")[2], **shard})
+        written.results.extend(map(ImageResult.unpacked, results, task.jobs(splits)))
         written.records.extend(f"{task.split}\0{record}" for record in records)
     return written
+
+
+class ShardDigest:
+    """A shard's record count, bytes and content digest, and each record's digest line (name, length and the CRC32C
+    the framing computes anyway), as the records are written."""
+
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+        self.size = 0
+        self.records: list[str] = []
+
+    def add(self, filename: str, length: int, crc: int) -> None:
+        self.records.append(f"{filename}\0{length}\0{crc:08x}")
+        self._digest.update(self.records[-1].encode() + b"\n")
+        self.size += length
+
+    def entry(self) -> ShardEntry:
+        return {"records": len(self.records), "bytes": self.size, "content_sha256": self._digest.hexdigest()}
 
 
 @dataclass(frozen=True)
@@ -97,14 +129,12 @@ def write_shard(shared: tuple[dict[str, list[ImageJob]], dict[str, int]],
     bytes on their way through (a tenth less CPU)."""
     splits, classes = shared
     path = task.path
-    digest = hashlib.sha256()
-    size = 0
+    shard = ShardDigest()
     results: list[PackedResult] = []
-    records: list[str] = []
     encoder = RecordEncoder(classes)
     with open(path, "wb", buffering=0) as stream:
         for batch in _batches(task.jobs(splits)):
-            datas = [_read(job.path) for job in batch]
+            datas = [read_image(job.path) for job in batch]
             examined = [examine(job, data) for job, data in zip(batch, datas, strict=True)]
             results += [result.packed(job) for job, result in zip(batch, examined, strict=True)]
             for job, data, result in zip(batch, datas, examined, strict=True):
@@ -117,10 +147,8 @@ def write_shard(shared: tuple[dict[str, list[ImageJob]], dict[str, int]],
                     length, crc = write_record(stream.fileno(), pieces)
                 except OSError as err:  # disk full, say: name the file
                     raise OSError(err.errno, f"cannot write {path}: {err.strerror or err}") from None
-                records.append(f"{job.filename}\0{length}\0{crc:08x}")
-                digest.update(records[-1].encode() + b"\n")
-                size += length
-    return {"records": len(records), "bytes": size, "content_sha256": digest.hexdigest()}, results, records
+                shard.add(job.filename, length, crc)
+    return shard.entry(), results, shard.records
 
 
 def _batches(jobs: list[ImageJob]) -> Iterator[list[ImageJob]]:
@@ -137,7 +165,7 @@ def _batches(jobs: list[ImageJob]) -> Iterator[list[ImageJob]]:
         yield batch
 
 
-def _read(path: str) -> bytes | None:
+def read_image(path: str) -> bytes | None:
     """The whole file in one read (an exact-size buffer), or None; examine() then reports why. Opened without
     waiting and read only if it is a regular file: a FIFO put in place after the check cannot block."""
     try:

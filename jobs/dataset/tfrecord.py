@@ -24,17 +24,24 @@ def _mask(crc: int) -> int:
 def write_record(fd: int, pieces: Sequence[bytes]) -> tuple[int, int]:
     """Append the record whose bytes are ``pieces`` concatenated to the file open as ``fd``; returns its length and
     its masked CRC32C."""
+    framed, length, masked = frame(pieces)
+    written = os.writev(fd, framed)
+    if written != length + 16:
+        raise OSError(f"short write: {written} of {length + 16} bytes")
+    return length, masked
+
+
+def frame(pieces: Sequence[bytes]) -> tuple[list[bytes], int, int]:
+    """The record whose bytes are ``pieces`` concatenated, framed (as pieces, nothing copied); its length and its
+    masked CRC32C."""
     crc = 0
     for piece in pieces:
         crc = google_crc32c.extend(crc, piece)
     length = sum(map(len, pieces))
     length_bytes = struct.pack("<Q", length)
     masked = _mask(crc)
-    written = os.writev(fd, (length_bytes, struct.pack("<I", _mask(google_crc32c.value(length_bytes))), *pieces,
-                             struct.pack("<I", masked)))
-    if written != length + 16:
-        raise OSError(f"short write: {written} of {length + 16} bytes")
-    return length, masked
+    return ([length_bytes, struct.pack("<I", _mask(google_crc32c.value(length_bytes))), *pieces,
+             struct.pack("<I", masked)], length, masked)
 
 
 def read_records(stream: BinaryIO) -> Iterator[bytes]:
