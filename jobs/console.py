@@ -20,7 +20,7 @@ import re
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TextIO
 
@@ -157,7 +157,8 @@ def progress_bar(description: str) -> Iterator[Callable[..., None]]:
         yield update
 
 
-def table(title: str, columns: list[str], rows: list[list[object]], total: list[object] | None = None) -> Table:
+def table(title: str, columns: list[str], rows: Sequence[Sequence[object]],
+          total: Sequence[object] | None = None) -> Table:
     """``total``: a row above the others, in bold and ruled off from them."""
     view = Table(title=title, title_justify="left")
     for index, name in enumerate(columns):
@@ -169,5 +170,5 @@ def table(title: str, columns: list[str], rows: list[list[object]], total: list[
     return view
 
 
-def _cells(row: list[object]) -> list[str]:
+def _cells(row: Sequence[object]) -> list[str]:
     return [f"{v:.3f}" if isinstance(v, float) else "-" if v is None else str(v) for v in row]

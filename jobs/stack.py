@@ -120,18 +120,18 @@ def output_names(values: Mapping[str, V]) -> dict[str, V]:
 
 def load_stack_outputs(stack: str | None = None, outputs_file: Path | None = None) -> StackOutputs:
     """The outputs of experiment stack `stack` (read with the Pulumi CLI), or of the JSON in `outputs_file`."""
-    if (stack is None) == (outputs_file is None):
-        raise StackError("Give the experiment stack: --stack NAME (needs the Pulumi CLI) or --stack-outputs FILE "
-                         "(the JSON of `pulumi stack output --json --stack NAME`).")
-    if outputs_file is not None:
+    if outputs_file is not None and stack is None:
         source = str(outputs_file)
         try:
             text = outputs_file.read_text()
         except OSError as error:
             raise StackError(f"Cannot read the stack outputs file {outputs_file}: {error.strerror}.") from error
-    else:
+    elif stack is not None and outputs_file is None:
         source = f"stack {stack}"
         text = _pulumi_stack_output(stack)
+    else:
+        raise StackError("Give the experiment stack: --stack NAME (needs the Pulumi CLI) or --stack-outputs FILE "
+                         "(the JSON of `pulumi stack output --json --stack NAME`).")
     try:
         outputs = json.loads(text)
     except ValueError as error:

@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
 from jobs.cli.app import app
 from jobs.console import console, errors, progress_bar, table
+
+if TYPE_CHECKING:
+    from jobs.launch.launcher import Confirm, Launcher, Plan
+    from jobs.metrics import MetricsJson
+    from jobs.runtime.spec import ProgressEvent
 
 images_app = typer.Typer(help="Build the trainer and evaluator images (once per content hash).",
                          no_args_is_help=True)
@@ -27,16 +33,16 @@ StackFile = Annotated[Path | None, typer.Option("--stack-outputs", help="JSON of
 RunId = Annotated[str, typer.Argument(help="a run of the stack, or a local run's model dir")]
 
 
-def launcher(stack: str | None, stack_outputs: Path | None, runs_dir: Path | None = None):
+def launcher(stack: str | None, stack_outputs: Path | None, runs_dir: Path | None = None) -> Launcher:
     from jobs.launch.launcher import launcher_for
 
     return launcher_for(stack=stack, stack_outputs=stack_outputs, runs_dir=runs_dir)
 
 
-def confirmer(yes: bool):
+def confirmer(yes: bool) -> Confirm:
     """Show the plan and its price, then ask (unless --yes); without a terminal, --yes is required."""
 
-    def confirm(plan) -> bool:
+    def confirm(plan: Plan) -> bool:
         show_plan(plan)
         if yes:
             return True
@@ -48,7 +54,7 @@ def confirmer(yes: bool):
     return confirm
 
 
-def show_plan(plan) -> None:
+def show_plan(plan: Plan) -> None:
     cost = plan.cost()
     if cost is None:
         console.print(plan.summary(), highlight=False)
@@ -61,7 +67,7 @@ def show_plan(plan) -> None:
     console.print(f"  prices: {cost.source}", style="dim", highlight=False)
 
 
-def run_job(launcher, plan, dry_run: bool, yes: bool, description: str) -> None:
+def run_job(launcher: Launcher, plan: Plan, dry_run: bool, yes: bool, description: str) -> None:
     """``--dry-run``: the plan and the exact request. Else launch it: a Vertex AI job is submitted and left
     running; a local one runs here, its output and progress on the terminal (its failure: JobFailed)."""
     from jobs.launch.backends import Watch
@@ -88,7 +94,7 @@ class TerminalWatch:
     def __init__(self, description: str):
         self.description = description
         self._bar = ExitStack()
-        self._update = None
+        self._update: Callable[..., None] | None = None
 
     def __enter__(self) -> TerminalWatch:
         return self
@@ -96,10 +102,11 @@ class TerminalWatch:
     def __exit__(self, *exc: object) -> None:
         self._bar.close()
 
-    def event(self, event) -> None:
+    def event(self, event: ProgressEvent) -> None:
         if event.stage == "evaluated":
             self._bar.close()
             self._update = None
+            assert event.path is not None  # an "evaluated" event names the folder it wrote (jobs.runtime.evaluate)
             show_evaluation(event.path)
             return
         if self._update is None:
@@ -125,7 +132,7 @@ def show_evaluation(eval_dir: str) -> None:
         show_metrics(json.loads(text), f"{eval_dir}/report.html")
 
 
-def show_metrics(metrics: dict, report: str) -> None:
+def show_metrics(metrics: MetricsJson, report: str) -> None:
     """An evaluation's per-class table, threshold, COCO numbers and comparison with the float checkpoint."""
     from jobs.metrics import COCO_KEYS
     from jobs.report import tables

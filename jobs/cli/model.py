@@ -23,7 +23,7 @@ def presets() -> None:
     rows = [[p.name, p.input_size, p.backbone.type, p.accelerator] for p in PRESETS.values()]
     console.print(table("presets", ["name", "px", "backbone", "accelerator"], rows))
     for p in PRESETS.values():
-        console.print(f"[bold]{p.name}[/bold]: {p.description}. Cloud init: {p.cloud_checkpoint or 'from scratch'}",
+        console.print(f"[bold]{p.name}[/bold]: {p.description}. Starts from: {p.cloud_checkpoint or 'scratch'}",
                       highlight=False)
 
 

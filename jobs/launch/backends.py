@@ -14,12 +14,17 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
 from jobs.console import NoiseFilter
 from jobs.launch.jobspec import JobSpec, custom_job, vertex_parent
 from jobs.runtime.spec import ProgressEvent, job_log
 from jobs.stack import StackOutputs
+
+if TYPE_CHECKING:
+    import psutil
+    from google.auth.credentials import Credentials
+    from google.cloud.aiplatform_v1.types import CustomJob
 
 LIVE_STATES = frozenset({"JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_CANCELLING",
                          "JOB_STATE_PAUSED", "JOB_STATE_UPDATING"})
@@ -55,7 +60,7 @@ class Backend(Protocol):
 class VertexBackend:
     """Vertex AI custom jobs through google-cloud-aiplatform's JobServiceClient (REST transport)."""
 
-    def __init__(self, stack: StackOutputs, api_endpoint: str | None = None, credentials=None):
+    def __init__(self, stack: StackOutputs, api_endpoint: str | None = None, credentials: Credentials | None = None):
         from google.cloud.aiplatform_v1.services.job_service import JobServiceClient
 
         self.stack = stack
@@ -75,7 +80,7 @@ class VertexBackend:
         self.client.cancel_custom_job(name=name)
         return self.get(name)
 
-    def _info(self, job) -> JobInfo:
+    def _info(self, job: CustomJob) -> JobInfo:
         job_id = job.name.rsplit("/", 1)[-1]
         url = (f"https://console.cloud.google.com/vertex-ai/locations/{self.stack.region}/training/{job_id}/cpu"
                f"?project={self.stack.project}")
@@ -101,7 +106,7 @@ class LocalBackend:
     """
 
     def __init__(self) -> None:
-        self._processes: dict[str, tuple[subprocess.Popen, Path | None]] = {}
+        self._processes: dict[str, tuple[subprocess.Popen[str], Path | None]] = {}
 
     def submit(self, spec: JobSpec, image_uri: str, base_output_dir: str) -> JobInfo:
         """``image_uri`` is unused: a local job runs the code of this checkout."""
@@ -120,12 +125,14 @@ class LocalBackend:
         """Stream the job's output until it ends (its stderr read by a second thread). Interrupted here (Ctrl-C,
         SIGTERM), the job is stopped too."""
         process, log = self._processes.pop(name)
+        assert process.stdout is not None and process.stderr is not None  # submit opened both as pipes
+        stdout, stderr = process.stdout, process.stderr
         if log is not None:
             log.parent.mkdir(parents=True, exist_ok=True)
         lock = threading.Lock()
         noise = NoiseFilter()  # the log keeps every line; the user is shown those that matter
 
-        def read(stream, show: Callable[[str], None]) -> None:
+        def read(stream: IO[str], show: Callable[[str], None]) -> None:
             for line in stream:
                 with lock:
                     kept.write(line)
@@ -145,9 +152,9 @@ class LocalBackend:
 
         try:
             with open(log or os.devnull, "a", encoding="utf-8") as kept:
-                errors = threading.Thread(target=read, args=(process.stderr, show_stderr), daemon=True)
+                errors = threading.Thread(target=read, args=(stderr, show_stderr), daemon=True)
                 errors.start()
-                read(process.stdout, show_stdout)
+                read(stdout, show_stdout)
                 errors.join()
             code = process.wait()
         except BaseException:
@@ -155,8 +162,8 @@ class LocalBackend:
             process.wait()
             raise
         finally:
-            process.stdout.close()
-            process.stderr.close()
+            stdout.close()
+            stderr.close()
         return _ended(name, code)
 
     def get(self, name: str) -> JobInfo:
@@ -185,7 +192,7 @@ def _ended(name: str, code: int) -> JobInfo:
     return JobInfo(name, "JOB_STATE_FAILED", error=f"exited with {code}", exit_code=code)
 
 
-def _process(name: str):
+def _process(name: str) -> psutil.Process | None:
     """The running process of a local job name, or None when it has ended."""
     import psutil
 

@@ -7,12 +7,16 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from jobs.errors import DetectorError
 from jobs.launch.context import BuildContext, build_context
 from jobs.launch.registry import Registry
 from jobs.stack import StackOutputs
+
+if TYPE_CHECKING:
+    from google.cloud.devtools.cloudbuild_v1 import CloudBuildClient
+    from google.cloud.storage import Client
 
 BUILD_TIMEOUT_S = 3600
 DOCKER_BUILDER = "gcr.io/cloud-builders/docker"
@@ -37,7 +41,8 @@ class Builder(Protocol):
 class CloudBuilder:
     """Uploads the context tarball to the experiment bucket and runs ``docker build`` + push on Cloud Build."""
 
-    def __init__(self, stack: StackOutputs, build_client=None, storage_client=None,
+    def __init__(self, stack: StackOutputs, build_client: CloudBuildClient | None = None,
+                 storage_client: Client | None = None,
                  sleep: Callable[[float], None] = time.sleep, poll_s: float = 10):
         self.stack = stack
         self._build_client = build_client
@@ -46,10 +51,10 @@ class CloudBuilder:
         self._poll_s = poll_s
 
     def build(self, context: BuildContext, ref: str) -> None:
-        from google.cloud import storage
         from google.cloud.devtools import cloudbuild_v1
+        from google.cloud.storage import Client
 
-        storage_client = self._storage_client or storage.Client(project=self.stack.project)
+        storage_client = self._storage_client or Client(project=self.stack.project)
         client = self._build_client or cloudbuild_v1.CloudBuildClient(transport="rest")
         source = self.stack.build_source(f"{context.image}-{context.tag}.tar.gz")
         blob = storage_client.bucket(self.stack.bucket).blob(source)
@@ -74,10 +79,11 @@ class CloudBuilder:
             if current.status in done:
                 return
             if current.status in failed:
-                raise BuildError(f"Cloud Build {build_id} ended {current.status.name}: {current.log_url}")
+                status = cloudbuild_v1.Build.Status(current.status).name
+                raise BuildError(f"Cloud Build {build_id} ended {status}: {current.log_url}")
             self._sleep(self._poll_s)
 
-    def _identity(self) -> dict:
+    def _identity(self) -> dict[str, Any]:
         """The platform's build account, when the stack names one. A user-specified build account needs its logs
         in Cloud Logging or a bucket of its own ("Configure user-specified service accounts", Cloud Build docs);
         named `projects/PROJECT/serviceAccounts/EMAIL` (Cloud Build v1 `ServiceAccountName` reference)."""

@@ -54,6 +54,8 @@ def context_files(image: str, root: Path = REPO_ROOT) -> list[str]:
 def runtime_files(root: Path = REPO_ROOT) -> list[str]:
     """The files of ``jobs`` that the container code runs: ``jobs.runtime`` and everything it imports."""
     runtime = _module_file(root, RUNTIME)
+    if runtime is None:
+        raise UsageError(f"the build context lacks {RUNTIME} under {root}")
     pending = [RUNTIME, *(f"{RUNTIME}.{p.stem}" for p in runtime.parent.glob("*.py") if p.name != "__init__.py")]
     found: dict[str, Path] = {}
     while pending:
@@ -85,6 +87,7 @@ def _imported(path: Path, module: str) -> set[str]:
     them is not a statement on its own)."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     source = path.read_bytes()
+    nodes: list[ast.AST]
     try:
         nodes = [node for match in IMPORT_LINES.finditer(source) for node in ast.parse(match.group().strip()).body]
     except SyntaxError:

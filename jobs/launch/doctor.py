@@ -17,11 +17,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from jobs.dataset.gcs import split_uri
 from jobs.launch.launcher import PreflightError
-from jobs.launch.registry import Registry, RegistryError
+from jobs.launch.registry import Registry, RegistryError, access_token
 from jobs.stack import StackError, StackOutputs
+
+if TYPE_CHECKING:
+    from google.auth.credentials import Credentials
+    from google.cloud.storage import Client
 
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 PLATFORM_STACK = Path(__file__).resolve().parents[2] / "infra" / "platform_stack.py"
@@ -106,7 +111,7 @@ class Endpoints:
 class Caller:
     """The application-default credentials, refreshed, and the account they name (None when they do not)."""
 
-    credentials: object
+    credentials: Credentials
     account: str | None
 
     @property
@@ -150,10 +155,16 @@ def required_apis(source: Path = PLATFORM_STACK) -> tuple[str, ...]:
     """The APIs the platform stack enables: the keys of its ``REQUIRED_APIS`` literal, read without importing
     Pulumi (the one list; the doctor mirrors nothing)."""
     tree = ast.parse(source.read_text(encoding="utf-8"))
+    value: ast.expr | None
     for node in tree.body:
-        target = getattr(node, "target", None) or (getattr(node, "targets", None) or [None])[0]
-        if isinstance(target, ast.Name) and target.id == "REQUIRED_APIS":
-            return tuple(ast.literal_eval(node.value))
+        if isinstance(node, ast.Assign):
+            target, value = node.targets[0], node.value
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+            target, value = node.target, node.value
+        else:
+            continue
+        if isinstance(target, ast.Name) and target.id == "REQUIRED_APIS" and value is not None:
+            return tuple(ast.literal_eval(value))
     raise ValueError(f"{source} has no REQUIRED_APIS")
 
 
@@ -161,7 +172,7 @@ class Doctor:
     """The checks of one stack for one caller. ``storage`` and ``registry`` default to the real clients."""
 
     def __init__(self, stack: StackOutputs, caller: Caller, endpoints: Endpoints | None = None,
-                 storage=None, registry: Registry | None = None, stack_args: str | None = None):
+                 storage: Client | None = None, registry: Registry | None = None, stack_args: str | None = None):
         from google.auth.transport.requests import AuthorizedSession
 
         self.stack = stack
@@ -169,19 +180,19 @@ class Doctor:
         self.endpoints = endpoints or Endpoints.from_env()
         self.http = AuthorizedSession(caller.credentials)
         self._storage = storage
-        self.registry = registry or Registry(token=lambda: caller.credentials.token,
+        self.registry = registry or Registry(token=lambda: access_token(caller.credentials),
                                              base_url=self.endpoints.registry)
         self.stack_args = stack_args or f"--stack {stack.experiment}"
 
     @property
-    def storage(self):
+    def storage(self) -> Client:
         if self._storage is None:
-            from google.cloud import storage
+            from google.cloud.storage import Client
 
-            self._storage = storage.Client(project=self.stack.project, credentials=self.caller.credentials)
+            self._storage = Client(project=self.stack.project, credentials=self.caller.credentials)
         return self._storage
 
-    def _call(self, method: str, url: str, **kwargs) -> tuple[int, dict]:
+    def _call(self, method: str, url: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
         response = self.http.request(method, url, timeout=TIMEOUT_S, **kwargs)
         try:
             body = response.json()
@@ -331,7 +342,8 @@ class Doctor:
 
 
 def diagnose(load: Callable[[], StackOutputs], stack_args: str, accelerator: str,
-             endpoints: Endpoints | None = None, storage=None, registry: Registry | None = None) -> list[Check]:
+             endpoints: Endpoints | None = None, storage: Client | None = None,
+             registry: Registry | None = None) -> list[Check]:
     """Every check, in the order a launch meets them; those that need what an earlier one failed to give are
     reported as not checked."""
     from jobs.launch.accelerators import get_accelerator
@@ -352,14 +364,14 @@ def diagnose(load: Callable[[], StackOutputs], stack_args: str, accelerator: str
             *(doctor.image(image) for image in images), doctor.data(), doctor.quota(accelerator)]
 
 
-def quick_checks(doctor: Doctor, image: str, data_uri: str) -> list[Check]:
+def quick_checks(doctor: Doctor, image: str, data_uri: str | None) -> list[Check]:
     """What a launch needs, cheaply: the launch permissions, the registry reachable for the image, the data."""
     return [doctor.project_permissions(), doctor.bucket_permissions(), doctor.repository_permissions(),
             doctor.service_account_permissions(), doctor.image(image, missing_ok=True), doctor.data(data_uri)]
 
 
-def preflight(stack: StackOutputs, image: str, data_uri: str, endpoints: Endpoints | None = None,
-              storage=None, registry: Registry | None = None) -> list[Check]:
+def preflight(stack: StackOutputs, image: str, data_uri: str | None, endpoints: Endpoints | None = None,
+              storage: Client | None = None, registry: Registry | None = None) -> list[Check]:
     """The quick form, run by the Vertex AI launcher before it submits: PreflightError when a check fails."""
     credentials, caller = check_credentials()
     require([credentials])
@@ -378,6 +390,6 @@ def require(checks: list[Check]) -> None:
                              "(`python -m jobs doctor` runs every check)")
 
 
-def _message(body: dict) -> str:
+def _message(body: dict[str, Any]) -> str:
     error = body.get("error")
     return error.get("message", "") if isinstance(error, dict) else str(body)[:200]

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from jobs.launch.accelerators import Accelerator
 from jobs.runtime.spec import EvalArgs, TrainArgs
 from jobs.stack import StackOutputs
+
+if TYPE_CHECKING:
+    from google.cloud.aiplatform_v1.types import CustomJob
 
 RUN_ID = re.compile(r"^[a-z][a-z0-9-]{0,49}$")
 
@@ -50,7 +54,7 @@ def label_value(text: str) -> str:
     return re.sub(r"[^a-z0-9_-]", "-", text.lower())[:63]
 
 
-def custom_job(spec: JobSpec, stack: StackOutputs, image_uri: str, base_output_dir: str):
+def custom_job(spec: JobSpec, stack: StackOutputs, image_uri: str, base_output_dir: str) -> CustomJob:
     """The ``aiplatform_v1.CustomJob`` Vertex AI is asked to create."""
     from google.cloud.aiplatform_v1 import types
 
@@ -59,7 +63,9 @@ def custom_job(spec: JobSpec, stack: StackOutputs, image_uri: str, base_output_d
         raise ValueError(f"{spec.display_name}: a Vertex AI job needs an accelerator")
     machine = types.MachineSpec(machine_type=accelerator.machine_type)
     if accelerator.accelerator_type:
-        machine.accelerator_type = types.AcceleratorType[accelerator.accelerator_type]
+        # proto-plus ships no types: mypy does not see that its enums are Enums (indexed by member name, members
+        # of the enum rather than ints)
+        machine.accelerator_type = types.AcceleratorType[accelerator.accelerator_type]  # type: ignore[misc]
         machine.accelerator_count = accelerator.accelerator_count
     if accelerator.tpu_topology:
         machine.tpu_topology = accelerator.tpu_topology
@@ -73,7 +79,7 @@ def custom_job(spec: JobSpec, stack: StackOutputs, image_uri: str, base_output_d
                                           container_spec=container))
     scheduling = types.Scheduling(timeout=f"{spec.timeout_s}s", restart_job_on_worker_restart=True)
     if spec.spot:
-        scheduling.strategy = types.Scheduling.Strategy.SPOT
+        scheduling.strategy = types.Scheduling.Strategy.SPOT  # type: ignore[assignment]  # as above
     job_spec = types.CustomJobSpec(
         worker_pool_specs=pools, scheduling=scheduling, service_account=stack.job_service_account,
         base_output_directory=types.GcsDestination(output_uri_prefix=base_output_dir),

@@ -11,14 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from jobs.errors import DetectorError, UsageError
 from jobs.launch.backends import Backend, JobInfo, Watch
 from jobs.launch.builders import ImageRef
 from jobs.launch.jobspec import JobSpec
 from jobs.launch.runs import RunRecord, RunStore, require
+from jobs.metrics import MetricsJson
 from jobs.runtime.spec import EvalArgs, TrainArgs, flag
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 class PreflightError(DetectorError):
@@ -84,8 +88,13 @@ class Cost:
 class Plan(Protocol):
     """A job ready to launch; planning has no side effects."""
 
-    run_id: str | None  # None: the job belongs to no recorded run (an export evaluated on this machine)
-    spec: JobSpec
+    @property
+    def run_id(self) -> str | None:
+        """None: the job belongs to no recorded run (an export evaluated on this machine)."""
+        ...
+
+    @property
+    def spec(self) -> JobSpec: ...
 
     def summary(self) -> str: ...
 
@@ -93,7 +102,7 @@ class Plan(Protocol):
         """What the job would cost at most; None on this machine."""
         ...
 
-    def request(self) -> dict:
+    def request(self) -> dict[str, Any]:
         """Exactly what would be started (the CustomJob request, or the command line): ``--dry-run``."""
         ...
 
@@ -112,7 +121,7 @@ class Launched:
 class RunStatus:
     record: RunRecord
     jobs: dict[str, JobInfo]  # kind -> its job now
-    metrics: dict | None  # the latest evaluation
+    metrics: MetricsJson | None  # the latest evaluation
     model_dir: str  # its checkpoints
     eval_dir: str  # its evaluations: metrics.json, report.html, … (<model dir>/eval here, runs/RUN/eval on Vertex)
 
@@ -125,8 +134,9 @@ class Launcher(Protocol):
     def plan_evaluation(self, options: EvalOptions) -> Plan: ...
 
     def launch(self, plan: Plan, confirm: Confirm | None = None, watch: Watch | None = None) -> Launched:
-        """Check, then start the job once per run. ``confirm`` is asked before a billable job (None: start without
-        asking); ``watch`` sees a local job's output as it runs (JobFailed if it does not succeed)."""
+        """Check, then start the job once per run. ``plan`` is one this launcher planned. ``confirm`` is asked
+        before a billable job (None: start without asking); ``watch`` sees a local job's output as it runs
+        (JobFailed if it does not succeed)."""
         ...
 
     def status(self, run_id: str) -> RunStatus: ...
@@ -165,7 +175,7 @@ def given(values: dict[str, object]) -> list[str]:
     return [flag(name) for name, value in values.items() if value is not None and value is not False]
 
 
-def changed(options: object, names: tuple[str, ...] | None = None) -> list[str]:
+def changed(options: DataclassInstance, names: tuple[str, ...] | None = None) -> list[str]:
     """The flags of a dataclass's fields (all, or ``names``) that differ from their defaults."""
     return [flag(item.name) for item in fields(options) if (names is None or item.name in names)
             and getattr(options, item.name) != item.default]
@@ -214,7 +224,7 @@ def start(backend: Backend, store: RunStore, plan: Plan, record: RunRecord, gene
     return info
 
 
-def record_end(store: RunStore, run_id: str, kind: str, info: JobInfo, metrics: dict | None) -> None:
+def record_end(store: RunStore, run_id: str, kind: str, info: JobInfo, metrics: MetricsJson | None) -> None:
     """Note how a local job ended (and an evaluation's metrics), on the record as it is now: ``runs show`` may
     have written it meanwhile."""
     record, generation = require(store, run_id)
@@ -225,7 +235,7 @@ def record_end(store: RunStore, run_id: str, kind: str, info: JobInfo, metrics: 
 
 
 DirOf = Callable[[RunRecord], str]  # where a run's checkpoints, or its evaluations, are
-MetricsIn = Callable[[str], dict | None]  # the latest evaluation in an eval dir (its metrics.json)
+MetricsIn = Callable[[str], MetricsJson | None]  # the latest evaluation in an eval dir (its metrics.json)
 
 
 def run_status(backend: Backend, store: RunStore, run_id: str, model_dir_of: DirOf, eval_dir_of: DirOf,

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from jobs.launch.backends import JobInfo, LocalBackend, Watch
 from jobs.launch.jobspec import JobSpec
@@ -21,6 +22,7 @@ from jobs.launch.launcher import (
     EvalOptions,
     JobFailed,
     Launched,
+    Plan,
     RunStatus,
     TrainOptions,
     all_runs,
@@ -35,6 +37,7 @@ from jobs.launch.launcher import (
 )
 from jobs.launch.logs import file_logs
 from jobs.launch.runs import ModelDirRunStore, RunRecord
+from jobs.metrics import MetricsJson
 from jobs.presets import get_preset
 from jobs.runtime.spec import EVAL_DIR, TrainArgs, job_log, preflight_resume
 
@@ -48,13 +51,14 @@ class LocalPlan:
 
     def summary(self) -> str:
         args = self.spec.args
-        device = f" (--device {args.device})" if isinstance(args, TrainArgs) else ""
-        return f"{self.spec.kind} {args.model_dir or args.model} on this machine{device}"
+        if isinstance(args, TrainArgs):
+            return f"{self.spec.kind} {args.model_dir} on this machine (--device {args.device})"
+        return f"{self.spec.kind} {args.model_dir or args.model} on this machine"
 
     def cost(self) -> Cost | None:
         return None
 
-    def request(self) -> dict:
+    def request(self) -> dict[str, Any]:
         return {"command": [sys.executable, *self.spec.command[1:]], "run": self.run_id}
 
 
@@ -76,30 +80,33 @@ class LocalLauncher:
         args = options.args.check()
         return LocalPlan(_recorded(args.model_dir), JobSpec(args))
 
-    def launch(self, plan: LocalPlan, confirm: Confirm | None = None, watch: Watch | None = None) -> Launched:
+    def launch(self, plan: Plan, confirm: Confirm | None = None, watch: Watch | None = None) -> Launched:
         """Run the job here until it ends; JobFailed unless it succeeds (nothing is charged: ``confirm`` is not
         asked)."""
+        assert isinstance(plan, LocalPlan)  # a launcher launches the plans it made (launcher_for gives one)
         args, kind = plan.spec.args, plan.spec.kind
-        if kind == "train":  # a resume with other settings fails here, before TensorFlow loads
+        if isinstance(args, TrainArgs):  # a resume with other settings fails here, before TensorFlow loads
+            assert args.data and args.model_dir  # TrainArgs.check (plan_training) requires both
             preflight_resume(args.preset, args.data, args.model_dir, args.batch_size)
         record, generation = self.store.load(plan.run_id) if plan.run_id else (None, 0)
         guard_live(self.jobs, record, kind)
-        if kind == "train" and plan.run_id:
+        if isinstance(args, TrainArgs) and plan.run_id:
             record = _train_record(record, plan.run_id, args)
+        # a record's run id is plan.run_id: it was loaded or made for it
         if record is None:
             info = self.jobs.submit(plan.spec, "", "")
         else:
-            info = start(self.jobs, self.store, plan, record, generation, "", plan.run_id)
+            info = start(self.jobs, self.store, plan, record, generation, "", record.run_id)
         try:
             info = self.jobs.follow(info.name, watch or Watch())
         except BaseException:
             if record is not None:
-                record_end(self.store, plan.run_id, kind, JobInfo(info.name, "JOB_STATE_CANCELLED",
-                                                                  error="its launcher was interrupted"), None)
+                record_end(self.store, record.run_id, kind, JobInfo(info.name, "JOB_STATE_CANCELLED",
+                                                                    error="its launcher was interrupted"), None)
             raise
         if record is not None:
-            record_end(self.store, plan.run_id, kind, info,
-                       _latest_metrics(_eval_dir_of(plan.run_id)) if kind == "evaluate" else None)
+            record_end(self.store, record.run_id, kind, info,
+                       _latest_metrics(_eval_dir_of(record.run_id)) if kind == "evaluate" else None)
         if not info.succeeded:
             raise JobFailed(kind, info)
         return Launched(plan, info)
@@ -127,13 +134,15 @@ def _train_record(record: RunRecord | None, model_dir: str, args: TrainArgs) -> 
     """A new run's record, or a resumed one's with the settings of this launch."""
     record = record or RunRecord(model_dir, "local", args.preset, f"this machine ({args.device})")
     record.config = asdict(args)
-    dataset = Path(args.data) / "dataset.json"
-    if "://" not in args.data and dataset.is_file():
+    data = args.data
+    assert data is not None  # TrainArgs.check (plan_training) requires it
+    dataset = Path(data) / "dataset.json"
+    if "://" not in data and dataset.is_file():
         summary = json.loads(dataset.read_text(encoding="utf-8"))
-        record.dataset = {"uri": args.data, "content_hash": summary.get("content_hash"),
+        record.dataset = {"uri": data, "content_hash": summary.get("content_hash"),
                           "classes": [c["name"] for c in summary.get("classes", [])]}
     else:
-        record.dataset = {"uri": args.data}
+        record.dataset = {"uri": data}
     return record
 
 
@@ -150,8 +159,9 @@ def _eval_dir_of(model_dir: str) -> str:
     return str(Path(model_dir) / EVAL_DIR)
 
 
-def _latest_metrics(eval_dir: str) -> dict | None:
+def _latest_metrics(eval_dir: str) -> MetricsJson | None:
     path = Path(eval_dir) / "metrics.json"
     if "://" in eval_dir or not path.is_file():
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    metrics: MetricsJson = json.loads(path.read_text(encoding="utf-8"))
+    return metrics

@@ -6,9 +6,13 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jobs.runtime.spec import ProgressEvent
 from jobs.stack import StackOutputs
+
+if TYPE_CHECKING:
+    from google.cloud.logging import Client
 
 
 def readable(line: str) -> str:
@@ -20,7 +24,7 @@ def log_filter(job_id: str) -> str:
     return f'resource.type="ml_job" AND resource.labels.job_id="{job_id}"'
 
 
-def job_logs(stack: StackOutputs, job_id: str, limit: int = 200, client=None) -> Iterator[str]:
+def job_logs(stack: StackOutputs, job_id: str, limit: int = 200, client: Client | None = None) -> Iterator[str]:
     from google.cloud import logging as cloud_logging
 
     client = client or cloud_logging.Client(project=stack.project)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from jobs.errors import DetectorError
+
+if TYPE_CHECKING:
+    from google.auth.credentials import Credentials
 
 MANIFEST_TYPES = ", ".join((
     "application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
@@ -26,7 +30,15 @@ def google_access_token() -> str:
 
     credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
     credentials.refresh(google.auth.transport.requests.Request())
-    return credentials.token
+    return access_token(credentials)
+
+
+def access_token(credentials: Credentials) -> str:
+    """The token of refreshed credentials."""
+    if not credentials.token:
+        raise RegistryError("the application-default credentials gave no access token; run "
+                            "`gcloud auth application-default login`")
+    return str(credentials.token)
 
 
 class Registry:

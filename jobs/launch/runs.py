@@ -13,11 +13,15 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from jobs.errors import DetectorError, UsageError
 from jobs.io import atomic_file
+from jobs.metrics import MetricsJson
 from jobs.runtime.spec import RUN_RECORD
+
+if TYPE_CHECKING:
+    from google.cloud.storage import Client
 
 
 class RunConflict(DetectorError):
@@ -38,14 +42,15 @@ class RunRecord:
     experiment: str  # the experiment stack, or "local"
     preset: str
     accelerator: str
-    config: dict = field(default_factory=dict)
-    dataset: dict = field(default_factory=dict)  # uri and content hash
-    images: dict = field(default_factory=dict)  # name -> {ref, digest}
-    jobs: dict = field(default_factory=dict)  # kind -> Vertex resource name, or local job name
+    config: dict[str, Any] = field(default_factory=dict)
+    dataset: dict[str, Any] = field(default_factory=dict)  # uri and content hash
+    images: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {ref, digest}
+    jobs: dict[str, str] = field(default_factory=dict)  # kind -> Vertex resource name, or local job name
     created: str = field(default_factory=now)
     updated: str = field(default_factory=now)
-    metrics: dict = field(default_factory=dict)
-    ended: dict = field(default_factory=dict)  # kind -> {name, state, error, exit_code} of a local job that ended
+    metrics: MetricsJson = field(default_factory=dict)
+    # kind -> {name, state, error, exit_code} of a local job that ended
+    ended: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, text: str) -> RunRecord:
@@ -85,14 +90,14 @@ def _conflict(record: RunRecord) -> RunConflict:
 class BucketRunStore:
     """Run records under ``runs_prefix`` (``gs://bucket/runs``) with google-cloud-storage."""
 
-    def __init__(self, runs_prefix: str, client=None):
-        from google.cloud import storage
+    def __init__(self, runs_prefix: str, client: Client | None = None):
+        from google.cloud.storage import Client
 
         from jobs.dataset.gcs import split_uri
 
         bucket, prefix = split_uri(runs_prefix)
         self.where = runs_prefix
-        self.client = client or storage.Client()
+        self.client = client or Client()
         self.bucket = self.client.bucket(bucket)
         self.prefix = prefix
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from jobs.launch.backends import Backend, VertexBackend
 from jobs.launch.builders import Builder, CloudBuilder, ImageRef, LocalDockerBuilder, ensure_image
@@ -15,25 +16,29 @@ from jobs.launch.registry import Registry
 from jobs.launch.runs import BucketRunStore, RunStore
 from jobs.stack import StackOutputs
 
+if TYPE_CHECKING:
+    from google.cloud.storage import Client
+
 
 @dataclass
 class CloudSession:
     stack: StackOutputs
     backend: Backend
     store: RunStore
-    storage: object  # google.cloud.storage.Client
+    storage: Client
     registry: Registry
     builder: Builder
-    # (image, data URI) -> None, or PreflightError: the quick doctor checks before a launch (None: skipped)
-    preflight: Callable[[str, str], object] | None = None
+    # (image, data URI or None for the stack's data) -> None, or PreflightError: the quick doctor checks before a
+    # launch (None: skipped)
+    preflight: Callable[[str, str | None], object] | None = None
 
     @classmethod
     def connect(cls, stack: StackOutputs, local_docker: bool = False) -> CloudSession:
-        from google.cloud import storage
+        from google.cloud.storage import Client
 
         from jobs.launch.doctor import preflight
 
-        client = storage.Client(project=stack.project)
+        client = Client(project=stack.project)
         builder = LocalDockerBuilder() if local_docker else CloudBuilder(stack, storage_client=client)
         return cls(stack, VertexBackend(stack), BucketRunStore(stack.runs_prefix, client), client, Registry(),
                    builder, lambda image, data_uri: preflight(stack, image, data_uri, storage=client))

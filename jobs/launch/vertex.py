@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from jobs.dataset.gcs import split_uri
 from jobs.errors import UsageError
@@ -28,6 +29,7 @@ from jobs.launch.launcher import (
     Declined,
     EvalOptions,
     Launched,
+    Plan,
     PreflightError,
     RunStatus,
     TrainOptions,
@@ -43,9 +45,13 @@ from jobs.launch.launcher import (
 from jobs.launch.logs import job_logs
 from jobs.launch.runs import RunRecord, require
 from jobs.launch.session import CloudSession
+from jobs.metrics import MetricsJson
 from jobs.presets import get_preset
-from jobs.runtime.spec import EVAL_DIR, RUN_RECORD
+from jobs.runtime.spec import EVAL_DIR, RUN_RECORD, EvalArgs
 from jobs.stack import StackOutputs
+
+if TYPE_CHECKING:
+    from google.cloud.storage import Client
 
 DEFAULT_TRAIN_ACCELERATOR = "tpu-v5e-4"
 DEFAULT_EVAL_ACCELERATOR = "gpu-t4-1"
@@ -59,7 +65,7 @@ class VertexPlan:
     stack: StackOutputs
     data_uri: str | None  # None: an evaluation of the data the run trained on (its experiment.json says which)
     model_dir: str
-    config: dict = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def accelerator(self) -> Accelerator:
@@ -72,7 +78,7 @@ class VertexPlan:
 
     def summary(self) -> str:
         where = ""
-        if self.spec.kind == "evaluate":
+        if isinstance(self.spec.args, EvalArgs):
             where = (f", following {self.model_dir} into {self.spec.args.eval_dir} (the launch first reads "
                      f"{self.stack.run_uri(self.run_id, RUN_RECORD)})")
         return (f"run {self.run_id}: {self.spec.kind} on {self.accelerator.name} x{self.spec.replicas}"
@@ -84,7 +90,7 @@ class VertexPlan:
         return Cost(price.total, None if price.total is None else price.total * hours, hours, PRICES_AS_OF,
                     price.unknown, price.known)
 
-    def request(self) -> dict:
+    def request(self) -> dict[str, Any]:
         """The ``CreateCustomJob`` request, REST field and enum names, with the tag of the current source."""
         from google.cloud.aiplatform_v1 import types
 
@@ -170,9 +176,10 @@ class VertexLauncher:
         return VertexPlan(run_id, spec, self.stack, data_uri, model_dir,
                           {"accelerator": accelerator.name, "spot": options.spot, "eval_dir": eval_dir})
 
-    def launch(self, plan: VertexPlan, confirm: Confirm | None = None, watch: Watch | None = None) -> Launched:
+    def launch(self, plan: Plan, confirm: Confirm | None = None, watch: Watch | None = None) -> Launched:
         """Submit the planned job once per run id, recorded in ``runs/<run-id>/run.json``. (``watch`` sees nothing:
         the job runs remotely; follow it with ``status`` and ``logs``.)"""
+        assert isinstance(plan, VertexPlan)  # a launcher launches the plans it made (launcher_for gives one)
         cloud, kind, data_uri = self.cloud, plan.spec.kind, plan.data_uri
         if kind == "evaluate":  # the run exists, its checkpoints where this stack puts them
             followed, _ = require(cloud.store, plan.run_id)
@@ -180,19 +187,25 @@ class VertexLauncher:
             data_uri = data_uri or followed.dataset.get("uri")
         if cloud.preflight is not None:  # credentials, launch permissions, image, data (jobs.launch.doctor)
             cloud.preflight(plan.spec.image, data_uri)
-        dataset = dataset_summary(cloud.storage, plan.data_uri) if kind == "train" else {}
+        dataset: dict[str, Any] = {}
+        if kind == "train":
+            assert plan.data_uri is not None  # plan_training resolves the data; only an evaluation may have none
+            dataset = dataset_summary(cloud.storage, plan.data_uri)
         guard_live(cloud.backend, cloud.store.load(plan.run_id)[0], kind)
         if confirm is not None and not confirm(plan):
             raise Declined("not launched")
         image = cloud.image(plan.spec.image)  # may take minutes: the record is read again after
-        record, generation = cloud.store.load(plan.run_id) if kind == "train" else require(cloud.store, plan.run_id)
-        guard_live(cloud.backend, record, kind)
         if kind == "train":
-            record = record or RunRecord(plan.run_id, self.stack.experiment, plan.config["preset"],
-                                         plan.accelerator.name)
+            found, generation = cloud.store.load(plan.run_id)
+            guard_live(cloud.backend, found, kind)
+            record = found or RunRecord(plan.run_id, self.stack.experiment, plan.config["preset"],
+                                        plan.accelerator.name)
             record.config = plan.config
             record.dataset = {"uri": plan.data_uri, "content_hash": dataset.get("content_hash"),
                               "classes": [c["name"] for c in dataset.get("classes", [])]}
+        else:
+            record, generation = require(cloud.store, plan.run_id)
+            guard_live(cloud.backend, record, kind)
         record.images[image.name] = {"ref": image.ref, "digest": image.digest}
         info = start(cloud.backend, cloud.store, plan, record, generation, image.ref, plan.base_output_dir)
         return Launched(plan, info, image)
@@ -214,14 +227,18 @@ class VertexLauncher:
         """A run's evaluations: ``runs/RUN/eval``, beside its record (its checkpoints expire, these stay)."""
         return self.stack.run_uri(record.run_id, EVAL_DIR)
 
-    def _latest_metrics(self, eval_dir: str) -> dict | None:
+    def _latest_metrics(self, eval_dir: str) -> MetricsJson | None:
         bucket, prefix = split_uri(eval_dir)
         blob = self.cloud.storage.bucket(bucket).get_blob(f"{prefix}/metrics.json") if bucket else None
-        return json.loads(blob.download_as_text()) if blob else None
+        if not blob:
+            return None
+        metrics: MetricsJson = json.loads(blob.download_as_text())
+        return metrics
 
 
 def _model_dir(record: RunRecord) -> str:
-    return record.config.get("model_dir", "")
+    model_dir: str = record.config.get("model_dir", "")
+    return model_dir
 
 
 def default_run_id(preset: str, at: datetime | None = None) -> str:
@@ -258,14 +275,15 @@ def check_placement(accelerator: Accelerator, region: str, replicas: int, batch_
                              f"{accelerator.name} x{replicas}; use a multiple of {shards}")
 
 
-def dataset_summary(storage_client, data_uri: str) -> dict:
+def dataset_summary(storage_client: Client, data_uri: str) -> dict[str, Any]:
     """``dataset.json`` of the prepared data in the bucket; a PreflightError when it is not there."""
     bucket, prefix = split_uri(data_uri)
     blob = storage_client.bucket(bucket).get_blob(f"{prefix}/dataset.json".lstrip("/"))
     if blob is None:
         raise PreflightError(f"no prepared data at {data_uri} (dataset.json missing): run "
                              f"`python -m jobs data prepare … --out {data_uri}` first")
-    return json.loads(blob.download_as_text())
+    summary: dict[str, Any] = json.loads(blob.download_as_text())
+    return summary
 
 
 def job_id(name: str) -> str:

@@ -50,7 +50,7 @@ def workers() -> int:
 
 def writes_summaries(strategy: tf.distribute.Strategy) -> bool:
     """Only the chief writes TensorBoard summaries: every worker of a multi-worker run sees the same values."""
-    return strategy.extended.should_save_summary
+    return bool(strategy.extended.should_save_summary)
 
 
 def describe_devices() -> str:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -24,7 +25,15 @@ from jobs.dataset import label_map as label_maps
 from jobs.dataset.tfrecord import read_records
 from jobs.errors import DetectorError, UsageError
 from jobs.io import check_output_folder, is_output, write_atomic, write_marker
-from jobs.metrics import COCO_KEYS, coco_ground_truth, coco_metrics
+from jobs.metrics import (
+    COCO_KEYS,
+    CocoCategory,
+    CocoGroundTruth,
+    Detection,
+    MetricsJson,
+    coco_ground_truth,
+    coco_metrics,
+)
 from jobs.report.gallery import worst_image_ids
 from jobs.report.matching import analyze
 from jobs.report.render import render_report
@@ -45,16 +54,16 @@ class NoCheckpoint(DetectorError):
 @dataclass(frozen=True)
 class EvalResult:
     step: int
-    metrics: dict
+    metrics: MetricsJson
     eval_dir: str
 
 
-def read_split(data_dir: str, split: str) -> tuple[dict, Iterator[tuple[int, bytes]]]:
+def read_split(data_dir: str, split: str) -> tuple[CocoGroundTruth, Iterator[tuple[int, bytes]]]:
     """The split's COCO ground truth and its (image id, encoded image) pairs from the TFRecords."""
     dataset = read_dataset(data_dir)
     info = dataset["splits"][split]
     with tf.io.gfile.GFile(os.path.join(data_dir, info["coco"])) as stream:
-        ground_truth = json.load(stream)
+        ground_truth: CocoGroundTruth = json.load(stream)
     files = sorted(tf.io.gfile.glob(os.path.join(data_dir, info["pattern"])))
 
     def records() -> Iterator[tuple[int, bytes]]:
@@ -76,8 +85,8 @@ def read_images(data_dir: str, split: str, image_ids: list[int]) -> dict[int, np
     return {image_id: decode_image(data) for image_id, data in records if image_id in wanted}
 
 
-def to_coco_results(image_id: int, width: int, height: int, found: Detections) -> list[dict]:
-    results = []
+def to_coco_results(image_id: int, width: int, height: int, found: Detections) -> list[Detection]:
+    results: list[Detection] = []
     for (ymin, xmin, ymax, xmax), score, class_id in zip(found.boxes, found.scores, found.classes, strict=True):
         x, y = float(xmin) * width, float(ymin) * height
         results.append({"image_id": int(image_id), "category_id": int(class_id), "score": round(float(score), 5),
@@ -86,10 +95,10 @@ def to_coco_results(image_id: int, width: int, height: int, found: Detections) -
     return results
 
 
-def detect_split(detector: Callable[[object], Detections], ground_truth: dict,
-                 records: Iterator[tuple[int, bytes]], progress: EvalProgress | None = None) -> list[dict]:
+def detect_split(detector: Callable[[np.ndarray], Detections], ground_truth: CocoGroundTruth,
+                 records: Iterator[tuple[int, bytes]], progress: EvalProgress | None = None) -> list[Detection]:
     sizes = {image["id"]: (image["width"], image["height"]) for image in ground_truth["images"]}
-    detections: list[dict] = []
+    detections: list[Detection] = []
     for done, (image_id, data) in enumerate(records, start=1):
         width, height = sizes[image_id]
         detections.extend(to_coco_results(image_id, width, height, detector(decode_image(data))))
@@ -155,7 +164,7 @@ def run_label_map(spec: TrainSpec) -> dict[str, int] | None:
     if tf.io.gfile.exists(path):
         with tf.io.gfile.GFile(path) as stream:
             label_map = label_maps.loads(stream.read(), path)
-        if tuple(sorted(label_map, key=label_map.get)) == spec.classes:
+        if tuple(sorted(label_map, key=label_map.__getitem__)) == spec.classes:
             return label_map
     if spec.classes and len(spec.classes) == spec.num_classes - 1:
         return {name: class_id for class_id, name in enumerate(spec.classes, start=1)}
@@ -177,22 +186,23 @@ def match_classes(label_map: dict[str, int] | None, data_dir: str, model: str) -
     return {class_id: label_map[name] for class_id, name in classes.items()}
 
 
-def renumber_classes(ground_truth: dict, class_ids: dict[int, int]) -> dict:
+def renumber_classes(ground_truth: CocoGroundTruth, class_ids: dict[int, int]) -> CocoGroundTruth:
     """COCO ground truth with its category ids replaced by the model's (``class_ids``: data id -> model id)."""
     if all(data_id == model_id for data_id, model_id in class_ids.items()):
         return ground_truth
-    categories = [{**c, "id": class_ids[c["id"]]} for c in ground_truth["categories"]]
+    categories: list[CocoCategory] = [{**c, "id": class_ids[c["id"]]} for c in ground_truth["categories"]]
     return {**ground_truth, "categories": sorted(categories, key=lambda c: c["id"]),
             "annotations": [{**a, "category_id": class_ids[a["category_id"]]} for a in ground_truth["annotations"]]}
 
 
-def float_baseline(info: dict, data_dir: str, split: str, progress: EvalProgress | None = None) -> dict | None:
+def float_baseline(info: dict[str, Any], data_dir: str, split: str,
+                   progress: EvalProgress | None = None) -> dict[str, Any] | None:
     """AP and AP50 of the checkpoint an export came from: its saved evaluation of that step on the same split
     and data, else evaluated now; None where the checkpoint is gone."""
     step, checkpoint = info["step"], info["checkpoint"]
     model_dir = info.get("model_dir") or os.path.dirname(checkpoint)
     saved = os.path.join(model_dir, EVAL_DIR, f"metrics-{step}.json")
-    metrics = None
+    metrics: MetricsJson | None = None
     if tf.io.gfile.exists(saved):
         with tf.io.gfile.GFile(saved) as stream:
             metrics = json.load(stream)
@@ -207,10 +217,11 @@ def float_baseline(info: dict, data_dir: str, split: str, progress: EvalProgress
 
 
 def _evaluate(detector: Callable[[np.ndarray], Detections], data_dir: str, split: str, eval_dir: str,
-              about: dict, config: dict, progress: EvalProgress | None, score_threshold: float | None,
+              about: dict[str, Any], config: dict[str, object], progress: EvalProgress | None,
+              score_threshold: float | None,
               class_ids: dict[int, int]) -> EvalResult:
-    ground_truth, records = read_split(data_dir, split)
-    ground_truth = coco_ground_truth(renumber_classes(ground_truth, class_ids))
+    read, records = read_split(data_dir, split)
+    ground_truth = coco_ground_truth(renumber_classes(read, class_ids))
     detections = detect_split(detector, ground_truth, records, progress)
     analysis = analyze(ground_truth, detections, score_threshold)
     metrics = {**analysis.annotate(coco_metrics(ground_truth, detections)), **about, "split": split,
@@ -222,19 +233,20 @@ def _evaluate(detector: Callable[[np.ndarray], Detections], data_dir: str, split
     return EvalResult(metrics["step"], metrics, eval_dir)
 
 
-def _dataset_summary(dataset: dict) -> dict:
-    summary = {key: dataset[key] for key in ("created", "labels", "format", "seed", "val_fraction", "classes",
-                                             "rows", "max_boxes_per_image") if key in dataset}
+def _dataset_summary(dataset: dict[str, Any]) -> dict[str, Any]:
+    kept = ("created", "labels", "format", "seed", "val_fraction", "classes", "rows", "max_boxes_per_image")
+    summary: dict[str, Any] = {key: dataset[key] for key in kept if key in dataset}
     summary["splits"] = {name: {key: value for key, value in split.items() if key != "shards"}
                          for name, split in dataset.get("splits", {}).items()}
     return summary
 
 
-def _write(eval_dir: str, metrics: dict, ground_truth: dict, detections: list[dict],
+def _write(eval_dir: str, metrics: MetricsJson, ground_truth: CocoGroundTruth, detections: list[Detection],
            files: dict[str, bytes]) -> None:
     tf.io.gfile.makedirs(eval_dir)
     step = metrics["step"]
-    outputs = {f"metrics-{step}.json": metrics, "groundtruth.json": ground_truth, "detections.json": detections}
+    outputs: dict[str, object] = {f"metrics-{step}.json": metrics, "groundtruth.json": ground_truth,
+                                  "detections.json": detections}
     contents = {name: json.dumps(data, indent=1 if name.startswith("metrics") else None).encode()
                 for name, data in outputs.items()}
     contents.update(files)
@@ -308,9 +320,11 @@ def main(argv: list[str] | None = None) -> None:
             evaluated(evaluate_export(args.model, args.data, args.split, progress, args.score_threshold,
                                       args.eval_dir))
         elif args.continuous:
+            assert args.model_dir  # EvalArgs.check: without --model, --model-dir is given
             evaluate_continuously(args.model_dir, args.data, args.timeout, evaluated, args.split,
                                   args.score_threshold, args.eval_dir)
         else:
+            assert args.model_dir  # EvalArgs.check: without --model, --model-dir is given
             evaluated(evaluate_checkpoint(args.model_dir, args.data, args.split, progress=progress,
                                           score_threshold=args.score_threshold, eval_dir=args.eval_dir))
     except (DetectorError, FileNotFoundError) as err:  # one line for the user (or the job's log), no traceback

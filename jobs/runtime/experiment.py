@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from typing import Any
 
 import tensorflow as tf
 from official.core import config_definitions as cfg
@@ -18,19 +19,31 @@ from jobs.presets import Preset, get_preset
 from jobs.runtime.spec import SPEC_FILE, TrainSpec, spec_from_dataset
 
 
-def read_dataset(data_dir: str) -> dict:
+def read_dataset(data_dir: str) -> dict[str, Any]:
     """``dataset.json`` written by ``data prepare`` (local path or gs://)."""
     path = os.path.join(data_dir, "dataset.json")
     if not tf.io.gfile.exists(path):
         raise UsageError(f"{path} not found: run `python -m jobs data prepare` first")
     with tf.io.gfile.GFile(path) as stream:
-        return json.load(stream)
+        dataset: dict[str, Any] = json.load(stream)
+    return dataset
 
 
 def make_spec(preset_name: str, data_dir: str, steps: int | None, batch_size: int | None,
               init_checkpoint: str | None, precision: str = "float32", seed: int = 0) -> TrainSpec:
-    return spec_from_dataset(preset_name, data_dir, read_dataset(data_dir), steps, batch_size, init_checkpoint,
-                             precision, seed)
+    """The spec of a run; ``init_checkpoint`` None starts from the preset's pretrained checkpoint, ``none`` from
+    scratch."""
+    init = get_preset(preset_name).init_checkpoint(init_checkpoint)
+    return spec_from_dataset(preset_name, data_dir, read_dataset(data_dir), steps, batch_size, init, precision, seed)
+
+
+def init_modules(spec: TrainSpec) -> tuple[str, ...]:
+    """What of ``spec.init_checkpoint`` restores: the preset's modules of its pretrained checkpoint (another head);
+    everything of any other (one of your runs, or a checkpoint of this very model)."""
+    preset = get_preset(spec.preset)
+    if spec.init_checkpoint == preset.cloud_checkpoint and preset.checkpoint_modules:
+        return preset.checkpoint_modules
+    return ("backbone", "decoder", "head")
 
 
 def load_spec(model_dir: str) -> TrainSpec:
@@ -57,7 +70,9 @@ def _backbone(preset: Preset) -> backbones.Backbone:
 def _decoder(preset: Preset) -> decoders.Decoder:
     if preset.backbone.decoder == "identity":
         return decoders.Decoder(type="identity", identity=decoders.Identity())
-    return decoders.Decoder(type="fpn", fpn=decoders.FPN(num_filters=preset.backbone.fpn_filters))
+    return decoders.Decoder(type="fpn", fpn=decoders.FPN(
+        num_filters=preset.backbone.fpn_filters, use_separable_conv=preset.backbone.fpn_separable,
+        use_keras_layer=preset.backbone.fpn_separable))
 
 
 def build_experiment(spec: TrainSpec) -> cfg.ExperimentConfig:
@@ -67,10 +82,9 @@ def build_experiment(spec: TrainSpec) -> cfg.ExperimentConfig:
     config = exp_factory.get_exp_config("retinanet_resnetfpn_coco")
     config.runtime.mixed_precision_dtype = spec.precision
     task = config.task
-    task.init_checkpoint = spec.init_checkpoint
-    # A Model Garden checkpoint has another head: restore the preset's modules; one of your runs: everything.
-    own = spec.init_checkpoint != preset.cloud_checkpoint
-    task.init_checkpoint_modules = "all" if own or not preset.checkpoint_modules else list(preset.checkpoint_modules)
+    # The trainer restores spec.init_checkpoint itself (jobs.runtime.checkpoints.restore_modules, which reports what
+    # it restored); Model Garden's task must not restore the recipe's default ImageNet checkpoint as well.
+    task.init_checkpoint = None
     task.annotation_file = os.path.join(spec.data_dir, dataset["splits"]["val"]["coco"])
     task.per_category_metrics = True
     task.export_config.output_normalized_coordinates = True  # boxes independent of the resize

@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +19,9 @@ from jobs.errors import DataError, UsageError
 from jobs.io import staged_dir
 from jobs.report.drawing import Detection, draw
 from jobs.runtime.inference import load_detector
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 __all__ = ["Detection", "Predictions", "Predictor", "UnreadableFile", "draw", "predict_paths", "video_frames",
            "write_detections"]
@@ -48,11 +52,12 @@ class Predictor:
         self.detector = load_detector(str(model))
         self.classes = {class_id: name for name, class_id in label_maps.load(model / "label_map.pbtxt").items()}
 
-    def predict(self, path: Path, score_threshold: float = 0.3) -> tuple[list[Detection], object]:
+    def predict(self, path: Path, score_threshold: float = 0.3) -> tuple[list[Detection], Image.Image]:
         image = read_image(path)
         return self.detect(image, str(path), score_threshold), image
 
-    def detect(self, image, name: str, score_threshold: float = 0.3, frame: int | None = None) -> list[Detection]:
+    def detect(self, image: Image.Image, name: str, score_threshold: float = 0.3,
+               frame: int | None = None) -> list[Detection]:
         """Detections at or above the threshold on a PIL RGB image, in its pixels."""
         found = self.detector(np.asarray(image))
         width, height = image.size
@@ -63,7 +68,7 @@ class Predictor:
         ]
 
 
-def video_frames(path: Path, every_s: float = 1.0) -> Iterator[tuple[int, object]]:
+def video_frames(path: Path, every_s: float = 1.0) -> Iterator[tuple[int, Image.Image]]:
     """(frame index, PIL RGB image) of one frame every ``every_s`` seconds."""
     import cv2
     from PIL import Image
@@ -141,7 +146,7 @@ def write_detections(detections: list[Detection], out: Path) -> tuple[Path, Path
     return csv_path, json_path
 
 
-def _pictures(path: Path, every_s: float) -> Iterator[tuple[str, object, int | None]]:
+def _pictures(path: Path, every_s: float) -> Iterator[tuple[str, Image.Image, int | None]]:
     """(name of the annotated copy, PIL RGB image, frame index or None) of an image or a video's frames."""
     if path.suffix.lower() in VIDEO_SUFFIXES:
         for index, frame in video_frames(path, every_s):
@@ -150,7 +155,7 @@ def _pictures(path: Path, every_s: float) -> Iterator[tuple[str, object, int | N
         yield path.name, read_image(path), None
 
 
-def read_image(path: Path) -> object:
+def read_image(path: Path) -> Image.Image:
     """The PIL RGB image of an image file; an UnreadableFile where Pillow cannot decode it."""
     from PIL import Image, UnidentifiedImageError
 

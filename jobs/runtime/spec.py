@@ -15,9 +15,9 @@ import json
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import ClassVar, Self, get_args, get_type_hints
+from typing import Any, ClassVar, Self, get_args, get_type_hints
 
 from jobs.errors import UsageError
 from jobs.io import OutputRefused, refuse_inputs, resolved
@@ -51,6 +51,7 @@ class JobArgs:
 
     KIND: ClassVar[str]  # "train" or "evaluate"
     ENTRYPOINT: ClassVar[str]  # the module a job runs: python -m ENTRYPOINT
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]  # set by @dataclass on each subclass: ``fields`` works
 
     def to_argv(self) -> list[str]:
         argv: list[str] = []
@@ -74,7 +75,7 @@ class JobArgs:
         hints = get_type_hints(cls)
         for item in fields(cls):
             kind = next(t for t in (get_args(hints[item.name]) or (hints[item.name],)) if t is not type(None))
-            options: dict = {"dest": item.name, "help": item.metadata.get("help")}
+            options: dict[str, Any] = {"dest": item.name, "help": item.metadata.get("help")}
             if kind is bool:
                 options["action"] = "store_true"
             else:
@@ -116,7 +117,10 @@ class TrainArgs(JobArgs):
         "help": "checkpoints and summaries (default: $AIP_MODEL_DIR on Vertex AI)", "env": "AIP_MODEL_DIR"})
     steps: int | None = field(default=None, metadata={"help": "default: the preset's"})
     batch_size: int | None = field(default=None, metadata={"help": "global batch (default: the preset's)"})
-    init_checkpoint: str | None = field(default=None, metadata={"help": "a checkpoint or .tar.gz to start from"})
+    init_checkpoint: str | None = field(default=None, metadata={
+        "help": "start from this checkpoint (a prefix, folder or .tar.gz; local, gs:// or https://, fetched once "
+                "into $DETECTOR_CACHE, default ~/.cache/detector/checkpoints); default: the preset's pretrained "
+                "one; none: from scratch"})
     seed: int = field(default=0, metadata={"help": "weights, data order and augmentation"})
     device: str = field(default="auto", metadata={"help": "auto (a GPU if TensorFlow sees one), cpu, gpu or tpu",
                                                   "choices": DEVICES})
@@ -207,7 +211,8 @@ class ProgressEvent:
             return None
         if not isinstance(data, dict) or data.get("event") != cls.TAG:
             return None
-        return cls(**{item.name: data.get(item.name) for item in fields(cls)})
+        values: dict[str, Any] = {item.name: data.get(item.name) for item in fields(cls)}  # checked as it is built
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -234,8 +239,9 @@ class TrainSpec:
         return cls(**data)
 
 
-def spec_from_dataset(preset_name: str, data_dir: str, dataset: dict, steps: int | None, batch_size: int | None,
-                      init_checkpoint: str | None, precision: str = "float32", seed: int = 0) -> TrainSpec:
+def spec_from_dataset(preset_name: str, data_dir: str, dataset: dict[str, Any], steps: int | None,
+                      batch_size: int | None, init_checkpoint: str | None, precision: str = "float32",
+                      seed: int = 0) -> TrainSpec:
     """The spec of a run of a preset on prepared data (``dataset`` is its ``dataset.json``)."""
     from jobs.presets import get_preset
 

@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import orbit
 import tensorflow as tf
@@ -22,8 +23,8 @@ from official.modeling import performance
 
 from jobs.errors import DetectorError
 from jobs.runtime import devices
-from jobs.runtime.checkpoints import resolve_init_checkpoint
-from jobs.runtime.experiment import build_experiment, load_spec, make_spec, save_spec
+from jobs.runtime.checkpoints import RestoreReport, local_checkpoint, restore_modules
+from jobs.runtime.experiment import build_experiment, init_modules, load_spec, make_spec, save_spec
 from jobs.runtime.spec import SPEC_FILE, ProgressEvent, TrainArgs, TrainSpec, check_model_dir, resume
 from jobs.runtime.summaries import summary_dir
 
@@ -37,6 +38,7 @@ class TrainResult:
     start_step: int
     final_step: int
     final_loss: float | None
+    restored: RestoreReport | None = None  # what the initial checkpoint restored (None: none, or a resumed run)
 
 
 class Stopped(Exception):
@@ -81,30 +83,35 @@ def train(spec: TrainSpec, model_dir: str, device: str = "auto", progress: Train
     save_spec(spec, model_dir)
     params = build_experiment(spec)
     start = latest_step(model_dir)
-    if spec.init_checkpoint and start == 0:  # a resumed run restores its own checkpoint instead
-        params.task.init_checkpoint = resolve_init_checkpoint(spec.init_checkpoint)
     seed = spec.seed + start  # reproducible, and a resumed run does not replay the first batches of the data
     tf.keras.utils.set_random_seed(seed)
     params.task.train_data.seed = seed
     train_utils.serialize_config(params, model_dir)
     strategy = devices.make_strategy(device)
-    last = {"step": start, "loss": None}
+    last: dict[str, Any] = {"step": start, "loss": None, "restored": None}
 
-    def report(output: dict) -> None:
+    def report(output: dict[str, Any]) -> None:
         last["step"] = min(last["step"] + params.trainer.steps_per_loop, spec.steps)
         loss = output.get("training_loss", output.get("total_loss"))
         last["loss"] = float(loss) if loss is not None else None
         if progress:
             progress(last["step"], spec.steps, last["loss"] or float("nan"))
 
-    def stop_when_asked(_output: dict) -> None:
+    def stop_when_asked(_output: dict[str, Any]) -> None:
         if stop is not None and stop.is_set():
             step = int(trainer.global_step.numpy())
             runner.checkpoint_manager.save(checkpoint_number=step, check_interval=False)
             raise Stopped(step)
 
     if start < spec.steps:
-        trainer = build_trainer(params, strategy, model_dir)
+        # The initial checkpoint is fetched before the model is built (an unreachable one fails at once); a resumed
+        # run restores its own checkpoint instead.
+        init = spec.init_checkpoint if start == 0 else None
+        with local_checkpoint(init) if init else contextlib.nullcontext() as checkpoint:
+            trainer = build_trainer(params, strategy, model_dir)
+            if init and checkpoint:
+                last["restored"] = restore_modules(trainer.model, checkpoint, init_modules(spec), init)
+                print("\n".join(last["restored"].lines()), file=sys.__stdout__, flush=True)
         # Summaries from the chief only, into the folder Vertex AI streams to its TensorBoard where there is one.
         summaries = orbit.utils.SummaryManager(
             summary_dir(os.path.join(model_dir, "train"), "train") if devices.writes_summaries(strategy) else None,
@@ -118,7 +125,7 @@ def train(spec: TrainSpec, model_dir: str, device: str = "auto", progress: Train
             runner.run()
     elif progress:
         progress(start, spec.steps, float("nan"))
-    return TrainResult(model_dir, spec, start, latest_step(model_dir), last["loss"])
+    return TrainResult(model_dir, spec, start, latest_step(model_dir), last["loss"], last["restored"])
 
 
 def print_progress(step: int, total: int, loss: float) -> None:
@@ -150,6 +157,7 @@ def stop_on_sigterm() -> threading.Event | None:
 def main(argv: list[str] | None = None) -> None:
     try:
         args = TrainArgs.from_argv(argv)
+        assert args.data and args.model_dir  # TrainArgs.check (from_argv runs it) requires both
         print(devices.describe_devices(), flush=True)
         spec = resolve_spec(args.model_dir, make_spec(args.preset, args.data, args.steps, args.batch_size,
                                                       args.init_checkpoint, devices.precision_for(args.device),
