@@ -265,15 +265,26 @@ class Doctor:
             "pulumi -C infra up --stack PLATFORM_STACK")
 
     def service_account_permissions(self) -> Check:
+        return self._act_as("permissions: act as the job account", self.stack.job_service_account,
+                            self.stack.experiment)
+
+    def build_account_permissions(self) -> Check:
+        """Starting a build that runs as a user-specified service account needs actAs on it (Cloud Build
+        "Configure user-specified service accounts"); `images build` names the platform's build account."""
+        name = "permissions: act as the build account"
+        if not self.stack.build_service_account:
+            return not_checked(name, "the stack names no build account (made before it was exported): builds run "
+                                     "as Cloud Build's default account")
+        return self._act_as(name, self.stack.build_service_account, "PLATFORM_STACK")
+
+    def _act_as(self, name: str, account: str, stack: str) -> Check:
         """IAM v1 projects.serviceAccounts.testIamPermissions."""
-        account = self.stack.job_service_account
         return self._permissions(
-            "permissions: act as the job account",
-            f"{self.endpoints.iam}/v1/projects/-/serviceAccounts/{account}:testIamPermissions",
+            name, f"{self.endpoints.iam}/v1/projects/-/serviceAccounts/{account}:testIamPermissions",
             SERVICE_ACCOUNT_PERMISSIONS,
             f"gcloud iam service-accounts add-iam-policy-binding {account} --member={self.caller.member} "
             f"--role={SERVICE_ACCOUNT_ROLE}",
-            f"pulumi -C infra up --stack {self.stack.experiment}")
+            f"pulumi -C infra up --stack {stack}")
 
     def bucket_permissions(self) -> Check:
         """Cloud Storage buckets.testIamPermissions, through google-cloud-storage's Bucket.test_iam_permissions."""
@@ -360,8 +371,9 @@ def diagnose(load: Callable[[], StackOutputs], stack_args: str, accelerator: str
     doctor = Doctor(stack, caller, endpoints, storage, registry, stack_args)
     images = dict.fromkeys((image_for("train", get_accelerator(accelerator)), "evaluator"))
     return [*checks, doctor.apis(), doctor.project_permissions(), doctor.build_permissions(),
-            doctor.bucket_permissions(), doctor.repository_permissions(), doctor.service_account_permissions(),
-            *(doctor.image(image) for image in images), doctor.data(), doctor.quota(accelerator)]
+            doctor.build_account_permissions(), doctor.bucket_permissions(), doctor.repository_permissions(),
+            doctor.service_account_permissions(), *(doctor.image(image) for image in images), doctor.data(),
+            doctor.quota(accelerator)]
 
 
 def quick_checks(doctor: Doctor, image: str, data_uri: str | None) -> list[Check]:

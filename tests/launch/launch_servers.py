@@ -212,6 +212,7 @@ class ServiceUsageServer(_Server):
 LAUNCHER = "launcher@acme-ml.iam.gserviceaccount.com"
 PROJECT, BUCKET, REGION = "acme-ml", "acme-exp-prints", "us-central1"
 JOB_ACCOUNT = f"job-exp-prints@{PROJECT}.iam.gserviceaccount.com"
+BUILD_ACCOUNT = f"detector-build-platform@{PROJECT}.iam.gserviceaccount.com"
 REPOSITORY = f"projects/{PROJECT}/locations/{REGION}/repositories/detector"
 # What launching needs, written out here (not read from jobs.launch.doctor) so that a change there shows.
 HEALTHY_GRANTS = {
@@ -219,6 +220,7 @@ HEALTHY_GRANTS = {
                 "aiplatform.customJobs.cancel", "cloudbuild.builds.create", "cloudbuild.builds.get"},
     "repository": {"artifactregistry.repositories.downloadArtifacts"},
     "job account": {"iam.serviceAccounts.actAs"},
+    "build account": {"iam.serviceAccounts.actAs"},
 }
 
 
@@ -228,7 +230,7 @@ def experiment_outputs(bucket: str = BUCKET) -> dict[str, str]:
             "dataPrefix": f"gs://{bucket}/data", "runsPrefix": f"gs://{bucket}/runs",
             "checkpointsPrefix": f"gs://{bucket}/checkpoints", "jobServiceAccount": JOB_ACCOUNT,
             "repositoryUrl": f"{REGION}-docker.pkg.dev/{PROJECT}/detector", "tensorboard": "",
-            "experiment": "exp-prints"}
+            "experiment": "exp-prints", "buildServiceAccount": BUILD_ACCOUNT}
 
 
 class FakeProject:
@@ -264,6 +266,7 @@ class FakeProject:
         self.resource_manager.granted[f"projects/{PROJECT}"] = set(HEALTHY_GRANTS["project"])
         self.artifact_registry.granted[REPOSITORY] = set(HEALTHY_GRANTS["repository"])
         self.iam.granted[f"projects/-/serviceAccounts/{JOB_ACCOUNT}"] = set(HEALTHY_GRANTS["job account"])
+        self.iam.granted[f"projects/-/serviceAccounts/{BUILD_ACCOUNT}"] = set(HEALTHY_GRANTS["build account"])
         for image in ("trainer", "evaluator"):
             self.registry.push(f"{REGION}-docker.pkg.dev/{PROJECT}/detector/{image}:{build_context(image).tag}")
         bucket = storage_client.bucket(BUCKET)

@@ -4,6 +4,7 @@ Artifact Registry (testIamPermissions) and the Docker registry."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -53,10 +54,13 @@ def test_a_healthy_project_passes_every_check(fake_project, storage_emulator):
     assert "not checked" in checks["quota: gpu-t4-1"].detail
     assert set(checks) >= {"stack outputs", "APIs enabled", "permissions: Vertex AI jobs", "permissions: Cloud Build",
                            "permissions: bucket", "permissions: image repository",
-                           "permissions: act as the job account", "image: evaluator", "dataset"}
+                           "permissions: act as the job account", "permissions: act as the build account",
+                           "image: evaluator", "dataset"}
     # every stand-in was asked, with the caller's token (they refuse requests without it)
     assert fake_project.resource_manager.requests == ["projects/acme-ml", "projects/acme-ml"]
-    assert fake_project.iam.requests == ["projects/-/serviceAccounts/job-exp-prints@acme-ml.iam.gserviceaccount.com"]
+    assert fake_project.iam.requests == [
+        "projects/-/serviceAccounts/detector-build-platform@acme-ml.iam.gserviceaccount.com",
+        "projects/-/serviceAccounts/job-exp-prints@acme-ml.iam.gserviceaccount.com"]
     assert fake_project.artifact_registry.requests == ["projects/acme-ml/locations/us-central1/repositories/detector"]
 
 
@@ -72,7 +76,8 @@ def test_each_check_fails_with_the_command_that_fixes_it(fake_project):
     fake_project.resource_manager.granted["projects/acme-ml"] = {"aiplatform.customJobs.get",
                                                                   "aiplatform.customJobs.list"}
     fake_project.artifact_registry.granted["projects/acme-ml/locations/us-central1/repositories/detector"] = set()
-    fake_project.iam.granted["projects/-/serviceAccounts/job-exp-prints@acme-ml.iam.gserviceaccount.com"] = set()
+    for account in ("job-exp-prints", "detector-build-platform"):
+        fake_project.iam.granted[f"projects/-/serviceAccounts/{account}@acme-ml.iam.gserviceaccount.com"] = set()
     # no bucket, no image pushed
     checks = run_doctor(fake_project)
 
@@ -96,10 +101,23 @@ def test_each_check_fails_with_the_command_that_fixes_it(fake_project):
     fails("permissions: act as the job account", "lacks iam.serviceAccounts.actAs",
           "gcloud iam service-accounts add-iam-policy-binding job-exp-prints@acme-ml.iam.gserviceaccount.com "
           f"--member={ACCOUNT_MEMBER} --role=roles/iam.serviceAccountUser")
+    fails("permissions: act as the build account", "lacks iam.serviceAccounts.actAs",
+          "gcloud iam service-accounts add-iam-policy-binding detector-build-platform@acme-ml.iam.gserviceaccount.com "
+          f"--member={ACCOUNT_MEMBER} --role=roles/iam.serviceAccountUser")
     fails("image: evaluator", "is not in the registry",
           f"python -m jobs images build --stack-outputs {fake_project.outputs} --image evaluator")
     fails("dataset", "no prepared data at gs://acme-exp-prints/data (dataset.json missing)",
           "python -m jobs data prepare --input LABELS --images IMAGES --out gs://acme-exp-prints/data")
+
+
+def test_a_stack_made_before_the_build_account_leaves_it_unchecked(fake_project, storage_emulator):
+    fake_project.make_healthy(storage_emulator)
+    outputs = json.loads(fake_project.outputs.read_text())
+    del outputs["buildServiceAccount"]
+    fake_project.outputs.write_text(json.dumps(outputs))
+    check = run_doctor(fake_project)["permissions: act as the build account"]
+    assert check.status is Status.NOT_CHECKED and "Cloud Build's default account" in check.detail
+    assert fake_project.iam.requests == ["projects/-/serviceAccounts/job-exp-prints@acme-ml.iam.gserviceaccount.com"]
 
 
 def test_an_unknown_repository_or_account_is_reported_missing(fake_project, storage_emulator):
@@ -148,7 +166,7 @@ def test_cli_exits_0_on_a_healthy_project(fake_project, storage_emulator):
     fake_project.make_healthy(storage_emulator)
     done = run_cli(fake_project, "--accelerator", "gpu-t4-1")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("✓") == 10 and "✗" not in done.stdout
+    assert done.stdout.count("✓") == 11 and "✗" not in done.stdout
     assert "launcher@acme-ml.iam.gserviceaccount.com" in done.stdout
 
 
