@@ -19,25 +19,30 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import tensorflow as tf
 from official.core import config_definitions as cfg
 from official.vision.ops import preprocess_ops
 from official.vision.serving import export_saved_model_lib, export_tflite_lib
 
+from jobs.dataset import label_map as label_maps
 from jobs.errors import UsageError
 from jobs.io import staged_dir
 from jobs.runtime.experiment import build_experiment, load_spec
 from jobs.runtime.inference import MODEL_INFO
+from jobs.runtime.serving import add_encoded_image_signature, signature_info
 from jobs.runtime.spec import TrainSpec
 
+ModelInfo = dict[str, Any]  # what model.json records: JSON whose keys depend on the format
 KIND = "export"  # the kind of output folder (jobs.io): an export replaces only an earlier export
 BOX_FORMAT = "normalized [ymin, xmin, ymax, xmax]"
 CALIBRATION_IMAGES = 200  # training images (augmented as in training) that set the int8 ranges
 
 
 def export_model(model_dir: str, out: str, model_format: str = "saved_model", checkpoint: str | None = None
-                 ) -> dict:
+                 ) -> ModelInfo:
     """Export in one of ``FORMATS``; returns what ``model.json`` records."""
     if model_format not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {model_format!r}")
@@ -47,30 +52,31 @@ def export_model(model_dir: str, out: str, model_format: str = "saved_model", ch
     if not checkpoint:
         raise UsageError(f"no checkpoint in {model_dir}: train first")
     size = list(params.task.model.input_size[:2])
-    with staged_dir(out, KIND, [model_dir, spec.data_dir]) as stage:
-        details = FORMATS[model_format](params, checkpoint, size, str(stage))
+    with staged_dir(out, KIND, [Path(model_dir), Path(spec.data_dir)]) as stage:
         shutil.copy(os.path.join(spec.data_dir, "label_map.pbtxt"), stage / "label_map.pbtxt")
+        details = FORMATS[model_format](params, checkpoint, size, str(stage))
         info = {"format": model_format, **details, **_provenance(spec, model_dir, checkpoint), "input_size": size}
         with open(stage / MODEL_INFO, "w", encoding="utf-8") as stream:
             json.dump(info, stream, indent=2)
     return info
 
 
-def export_saved_model(model_dir: str, out: str, checkpoint: str | None = None) -> dict:
+def export_saved_model(model_dir: str, out: str, checkpoint: str | None = None) -> ModelInfo:
     return export_model(model_dir, out, "saved_model", checkpoint)
 
 
-def _saved_model(params: cfg.ExperimentConfig, checkpoint: str, size: list[int], stage: str) -> dict:
+def _saved_model(params: cfg.ExperimentConfig, checkpoint: str, size: list[int], stage: str) -> ModelInfo:
     export_saved_model_lib.export_inference_graph(
         input_type="image_tensor", batch_size=None, input_image_size=size, params=params,
         checkpoint_path=checkpoint, export_dir=stage, export_checkpoint_subdir="checkpoint",
         export_saved_model_subdir="saved_model")
-    return {"file": "saved_model", "boxes": BOX_FORMAT,
-            "signature": "serving_default: inputs uint8 [batch, height, width, 3]"}
+    label_map = label_maps.load(Path(stage) / "label_map.pbtxt")
+    add_encoded_image_signature(os.path.join(stage, "saved_model"), label_map)
+    return {"file": "saved_model", "boxes": BOX_FORMAT, "signatures": signature_info()}
 
 
 def _tflite(params: cfg.ExperimentConfig, checkpoint: str, size: list[int], stage: str,
-            quantize: bool = False) -> dict:
+            quantize: bool = False) -> ModelInfo:
     generator = params.task.model.detection_generator
     generator.nms_version = "tflite"
     post = generator.tflite_post_processing
@@ -109,13 +115,14 @@ def _tflite(params: cfg.ExperimentConfig, checkpoint: str, size: list[int], stag
     }
 
 
-FORMATS: dict[str, Callable[..., dict]] = {
+Exporter = Callable[[cfg.ExperimentConfig, str, list[int], str], ModelInfo]  # (params, checkpoint, size, folder)
+FORMATS: dict[str, Exporter] = {
     "saved_model": _saved_model,
     "tflite": _tflite,
-    "tflite-int8": lambda *args: _tflite(*args, quantize=True),
+    "tflite-int8": lambda params, checkpoint, size, stage: _tflite(params, checkpoint, size, stage, quantize=True),
 }
 
 
-def _provenance(spec: TrainSpec, model_dir: str, checkpoint: str) -> dict:
+def _provenance(spec: TrainSpec, model_dir: str, checkpoint: str) -> ModelInfo:
     return {"preset": spec.preset, "classes": list(spec.classes), "model_dir": model_dir, "data": spec.data_dir,
             "checkpoint": checkpoint, "step": int(checkpoint.rsplit("-", 1)[-1])}

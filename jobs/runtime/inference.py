@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -17,6 +18,7 @@ from official.vision.serving import detection
 
 from jobs.errors import UsageError
 from jobs.runtime.experiment import build_experiment, load_spec
+from jobs.runtime.serving import UINT8_SIGNATURE
 
 MODEL_INFO = "model.json"
 
@@ -28,7 +30,7 @@ class Detections:
     classes: np.ndarray  # (n,) label-map ids
 
 
-def _unbatch(outputs: dict) -> Detections:
+def _unbatch(outputs: Mapping[str, Any]) -> Detections:
     count = int(np.asarray(outputs["num_detections"]).reshape(-1)[0])
     return Detections(
         boxes=np.clip(np.asarray(outputs["detection_boxes"])[0, :count], 0.0, 1.0),
@@ -62,12 +64,14 @@ class CheckpointDetector:
 
 
 class SavedModelDetector:
-    """An exported SavedModel (``export``'s ``saved_model`` folder): uint8 images of any size in."""
+    """An exported SavedModel (``export``'s ``saved_model`` folder): uint8 images of any size in, through
+    ``serving_uint8`` (``serving_default`` in exports made before it took encoded images)."""
 
     def __init__(self, path: str):
         saved = os.path.join(path, "saved_model")
         self.path = saved if tf.io.gfile.exists(saved) else path
-        self._signature = tf.saved_model.load(self.path).signatures["serving_default"]
+        signatures = tf.saved_model.load(self.path).signatures
+        self._signature = signatures.get(UINT8_SIGNATURE) or signatures["serving_default"]
 
     def __call__(self, image: np.ndarray) -> Detections:
         return _unbatch(self._signature(tf.convert_to_tensor(image[np.newaxis])))
@@ -100,22 +104,25 @@ class TFLiteDetector:
         return Detections(np.clip(found.boxes[keep] * to_image, 0.0, 1.0), found.scores[keep], found.classes[keep])
 
 
-def preprocess(image: np.ndarray, size: list[int], keep_aspect_ratio: bool = True) -> tuple[np.ndarray, tuple]:
+def preprocess(image: np.ndarray, size: list[int], keep_aspect_ratio: bool = True
+               ) -> tuple[np.ndarray, tuple[float, float]]:
     """The input of a TFLite export: normalized, resized and padded to ``size``; and the (y, x) resize scale."""
     pixels = preprocess_ops.normalize_image(tf.cast(image, tf.float32), offset=preprocess_ops.MEAN_RGB,
                                             scale=preprocess_ops.STDDEV_RGB)
     pixels, image_info = preprocess_ops.resize_and_crop_image(pixels, size, padded_size=size,
                                                               keep_aspect_ratio=keep_aspect_ratio)
-    return pixels.numpy(), tuple(float(value) for value in image_info[2].numpy())
+    scale_y, scale_x = (float(value) for value in image_info[2].numpy())
+    return pixels.numpy(), (scale_y, scale_x)
 
 
-def read_model_info(path: str) -> dict:
+def read_model_info(path: str) -> dict[str, Any]:
     """An export folder's ``model.json``."""
     info_path = os.path.join(path, MODEL_INFO)
     if not tf.io.gfile.exists(info_path):
         raise UsageError(f"{info_path} not found: {path} is not a folder written by `export`")
     with tf.io.gfile.GFile(info_path) as stream:
-        return json.load(stream)
+        info: dict[str, Any] = json.load(stream)
+    return info
 
 
 DETECTORS: dict[str, Callable[[str], Callable[[np.ndarray], Detections]]] = {
@@ -129,4 +136,5 @@ def load_detector(path: str) -> Callable[[np.ndarray], Detections]:
 
 def decode_image(data: bytes) -> np.ndarray:
     """RGB uint8, as the training input pipeline sees it (EXIF rotation not applied)."""
-    return tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
+    pixels: np.ndarray = tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
+    return pixels
