@@ -163,6 +163,31 @@ class Experiment(pulumi.ComponentResource):
                 opts=child,
             )
 
+        # Dataflow workers of `data prepare --engine dataflow` run as an account of their own: the worker role on
+        # the project (what a worker VM needs to run its share of a job), and objects of this bucket only.
+        self.dataflow_account = gcp.serviceaccount.Account(
+            f"{name}-dataflow",
+            project=self.project,
+            account_id=args.names.dataflow_account,
+            display_name=f"Detector Dataflow workers of {args.names.stack}",
+            description=f"Runs the Dataflow workers of experiment {args.names.stack}; writes only its own bucket.",
+            opts=child,
+        )
+        self.dataflow_worker = gcp.projects.IAMMember(
+            f"{name}-dataflow-worker",
+            project=self.project,
+            role="roles/dataflow.worker",
+            member=self.dataflow_account.member,
+            opts=child,
+        )
+        self.dataflow_bucket = gcp.storage.BucketIAMMember(
+            f"{name}-dataflow-objects",
+            bucket=self.bucket.name,
+            role="roles/storage.objectAdmin",
+            member=self.dataflow_account.member,
+            opts=child,
+        )
+
         self.launcher_grants: list[pulumi.CustomResource] = []
         if args.launcher:
             # Creating a job or a build that runs as an account needs iam.serviceAccounts.actAs on it ("Use a
@@ -182,6 +207,21 @@ class Experiment(pulumi.ComponentResource):
                 gcp.serviceaccount.IAMMember(
                     f"{name}-launcher-build",
                     service_account_id=build_account_name,
+                    role="roles/iam.serviceAccountUser",
+                    member=args.launcher,
+                    opts=child,
+                ),
+                # Submitting a Dataflow job needs roles/dataflow.developer, and actAs on its worker account.
+                gcp.projects.IAMMember(
+                    f"{name}-launcher-dataflow",
+                    project=self.project,
+                    role="roles/dataflow.developer",
+                    member=args.launcher,
+                    opts=child,
+                ),
+                gcp.serviceaccount.IAMMember(
+                    f"{name}-launcher-dataflow-workers",
+                    service_account_id=self.dataflow_account.name,
                     role="roles/iam.serviceAccountUser",
                     member=args.launcher,
                     opts=child,
@@ -210,6 +250,9 @@ class Experiment(pulumi.ComponentResource):
             "repository_url": platform["repositoryUrl"],
             "tensorboard": self.tensorboard,
             "build_service_account": build_account,
+            "dataflow_service_account": self.dataflow_account.email,
+            # "" from a platform made before it had one: `data prepare --engine dataflow` then asks for `pulumi up`
+            "dataflow_subnetwork": self.platform.get_output("dataflowSubnetwork").apply(lambda link: link or ""),
         }
         self.outputs: dict[str, pulumi.Input[str]] = {
             ROLE_OUTPUT: EXPERIMENT_ROLE,

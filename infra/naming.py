@@ -69,6 +69,16 @@ class StackNames:
         return fit(APP, self.stack, 30, minimum=6)
 
     @property
+    def dataflow_account(self) -> str:
+        """Service account id of an experiment's Dataflow workers (same rules as `job_account`)."""
+        return fit(f"{APP}-df", self.stack, 30, minimum=6)
+
+    @property
+    def network(self) -> str:
+        """The platform's VPC network and subnetwork for Dataflow workers: 1-63 characters, [a-z][-a-z0-9]*."""
+        return fit(f"{APP}-dataflow", self.stack, 63)
+
+    @property
     def build_account(self) -> str:
         """Service account id of the platform's Cloud Build account (same rules as `job_account`)."""
         return fit(f"{APP}-build", self.stack, 30, minimum=6)

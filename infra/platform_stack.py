@@ -21,6 +21,10 @@ REQUIRED_APIS: dict[str, str] = {
     "aiplatform.googleapis.com": "Vertex AI: custom training jobs (GPU and TPU VMs) and the TensorBoard instance.",
     "artifactregistry.googleapis.com": "Artifact Registry: the Docker repository of the training images.",
     "cloudbuild.googleapis.com": "Cloud Build: builds and pushes the training image without a local Docker.",
+    "compute.googleapis.com": "Compute Engine: the Dataflow workers' VMs, network, subnetwork and firewall rule. "
+    "Left out before, when nothing needed it (Vertex AI and Cloud Build do without); Dataflow runs its workers "
+    "on Compute Engine and its setup enables this API with it.",
+    "dataflow.googleapis.com": "Dataflow: `data prepare --engine dataflow` jobs.",
     "cloudresourcemanager.googleapis.com": "Resource Manager: the project number and the project IAM policy "
     "that every project-level IAMMember edits.",
     "iam.googleapis.com": "IAM: the build and job service accounts and the TensorBoard writer role.",
@@ -30,6 +34,13 @@ REQUIRED_APIS: dict[str, str] = {
     "storage.googleapis.com": "Cloud Storage: the experiment buckets (data, checkpoints, runs).",
 }
 RESOURCE_MANAGER = "cloudresourcemanager.googleapis.com"
+COMPUTE = "compute.googleapis.com"
+DATAFLOW_SUBNET_RANGE = "10.128.0.0/20"  # the workers' private addresses; nothing else lives in this network
+# Dataflow workers exchange data (shuffle, streaming) with each other on TCP 12345 and 12346; a network of one's
+# own must allow it between the workers, which carry the network tag `dataflow` ("Configure internet access and
+# firewall rules", Dataflow docs).
+DATAFLOW_WORKER_PORTS = ["12345-12346"]
+DATAFLOW_TAG = "dataflow"
 
 # The permissions the TensorBoard uploader of a Vertex AI custom job uses, as the job's service account: find the
 # instance (and its blob storage prefix), create and find the experiment, its runs and time series, and write data
@@ -212,6 +223,41 @@ class Platform(pulumi.ComponentResource):
             opts=self._needs(RESOURCE_MANAGER, "logging.googleapis.com"),
         )
 
+        # A network for Dataflow workers of its own, so that no project's `default` network (with its rules open
+        # to the internet) is assumed: a subnetwork in the region with Private Google Access (workers without
+        # public IPs reach Cloud Storage and the Dataflow service), and one rule, between the workers. The
+        # network's implied rules deny every other ingress.
+        self.network = gcp.compute.Network(
+            f"{name}-dataflow-network",
+            project=args.project,
+            name=args.names.network,
+            auto_create_subnetworks=False,
+            description="Dataflow workers of `data prepare --engine dataflow`: no public access.",
+            opts=self._needs(COMPUTE),
+        )
+        self.subnetwork = gcp.compute.Subnetwork(
+            f"{name}-dataflow-subnet",
+            project=args.project,
+            name=args.names.network,
+            region=args.region,
+            network=self.network.id,
+            ip_cidr_range=DATAFLOW_SUBNET_RANGE,
+            private_ip_google_access=True,
+            opts=self._needs(COMPUTE),
+        )
+        self.worker_firewall = gcp.compute.Firewall(
+            f"{name}-dataflow-workers",
+            project=args.project,
+            name=f"{args.names.network}-workers",
+            network=self.network.id,
+            direction="INGRESS",
+            allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=DATAFLOW_WORKER_PORTS)],
+            source_tags=[DATAFLOW_TAG],
+            target_tags=[DATAFLOW_TAG],
+            description="Dataflow workers to Dataflow workers (shuffle and streaming), nothing else.",
+            opts=self._needs(COMPUTE),
+        )
+
         self.tensorboard: gcp.vertex.AiTensorboard | None = None
         self.tensorboard_writer: gcp.projects.IAMCustomRole | None = None
         if args.tensorboard:
@@ -247,6 +293,7 @@ class Platform(pulumi.ComponentResource):
             "tensorboard": self.tensorboard.id if self.tensorboard else "",
             "tensorboardWriterRole": self.tensorboard_writer.name if self.tensorboard_writer else "",
             "tensorboardBlobStoragePrefix": self.tensorboard.blob_storage_path_prefix if self.tensorboard else "",
+            "dataflowSubnetwork": self.subnetwork.self_link,
         }
         self.register_outputs(self.outputs)
 

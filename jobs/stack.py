@@ -31,10 +31,13 @@ OUTPUT_NAMES = {
     "experiment": "experiment",
     "checkpoints_prefix": "checkpointsPrefix",
     "build_service_account": "buildServiceAccount",
+    "dataflow_service_account": "dataflowServiceAccount",
+    "dataflow_subnetwork": "dataflowSubnetwork",
 }
 # Outputs that stacks made before they were exported lack: the checkpoints prefix follows the bucket's own layout;
-# without a build service account, Cloud Build runs as the project's default one.
-OPTIONAL_FIELDS = {"checkpoints_prefix", "build_service_account"}
+# without a build service account, Cloud Build runs as the project's default one; without the Dataflow worker
+# account and subnetwork, `data prepare --engine dataflow` asks for a `pulumi up`.
+OPTIONAL_FIELDS = {"checkpoints_prefix", "build_service_account", "dataflow_service_account", "dataflow_subnetwork"}
 # Where `images build` stages the Cloud Build source in the experiment bucket; the build account may read only this.
 BUILD_SOURCES = "builds"
 ROLE_OUTPUT = "role"  # every stack exports which kind it is
@@ -50,8 +53,9 @@ class StackError(DetectorError):
 
 @dataclass(frozen=True)
 class StackOutputs:
-    """The outputs of one experiment stack. `tensorboard` is "" when TensorBoard is off; `build_service_account`
-    is "" for stacks made before it was exported."""
+    """The outputs of one experiment stack. `tensorboard` is "" when TensorBoard is off; `build_service_account`,
+    `dataflow_service_account` and `dataflow_subnetwork` (a subnetwork's self link) are "" for stacks made before
+    they were exported."""
 
     project: str
     region: str
@@ -64,6 +68,8 @@ class StackOutputs:
     experiment: str
     checkpoints_prefix: str
     build_service_account: str = ""
+    dataflow_service_account: str = ""
+    dataflow_subnetwork: str = ""
 
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, Any], source: str) -> StackOutputs:

@@ -24,6 +24,8 @@ PROJECT_MEMBER = "gcp:projects/iAMMember:IAMMember"
 CREDENTIAL_TYPES = {"gcp:serviceaccount/key:Key", "gcp:storage/hmacKey:HmacKey"}
 PUBLIC_MEMBERS = {"allUsers", "allAuthenticatedUsers"}
 EXPERIMENT_LABEL = "experiment"
+FIREWALL = "gcp:compute/firewall:Firewall"
+ANYWHERE = {"0.0.0.0/0", "::/0"}
 # Types that take labels; any other resource that has a `labels` input is checked as well.
 LABELLED_TYPES = {
     BUCKET,
@@ -122,6 +124,19 @@ def _experiment_label(args: ResourceValidationArgs, report_violation: ReportViol
         )
 
 
+def _no_ingress_from_anywhere(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type != FIREWALL or args.props.get("direction", "INGRESS") != "INGRESS":
+        return
+    open_ranges = [r for r in args.props.get("sourceRanges") or [] if r in ANYWHERE]
+    if open_ranges or not (args.props.get("sourceRanges") or args.props.get("sourceTags")
+                           or args.props.get("sourceServiceAccounts")):
+        report_violation(
+            f"an ingress firewall rule from {', '.join(open_ranges) or 'any source'} opens the network to the "
+            "internet; allow traffic from network tags (Dataflow workers: `dataflow`) or private ranges only.",
+            None,
+        )
+
+
 def _policy(name: str, description: str, validate: Any) -> ResourceValidationPolicy:
     return ResourceValidationPolicy(
         name=name, description=description, validate=validate, enforcement_level=EnforcementLevel.MANDATORY
@@ -145,6 +160,11 @@ POLICIES: list[ResourceValidationPolicy] = [
         "no-project-storage-role-for-service-accounts",
         "Service accounts get storage roles on their bucket, never on the project.",
         _no_project_storage_role_for_service_account,
+    ),
+    _policy(
+        "no-ingress-from-the-internet",
+        "No ingress firewall rule from 0.0.0.0/0, ::/0 or an unrestricted source.",
+        _no_ingress_from_anywhere,
     ),
     _policy(
         "experiment-label",

@@ -153,7 +153,9 @@ def images_build(
     stack: StackName = None,
     stack_outputs: StackFile = None,
     local_docker: Annotated[bool, typer.Option(help="build with the local Docker engine, not Cloud Build")] = False,
-    image: Annotated[list[str] | None, typer.Option(help="trainer and/or evaluator (default both)")] = None,
+    image: Annotated[list[str] | None, typer.Option(
+        help="trainer, evaluator, dataflow-worker (data prepare --engine dataflow); default trainer and evaluator")]
+    = None,
 ) -> None:
     """Build and push the images whose content-hash tag is not in the registry yet."""
     from jobs.launch.session import CloudSession

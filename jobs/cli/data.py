@@ -15,6 +15,7 @@ from rich.markup import escape
 from jobs.cli.app import data_app
 from jobs.console import console, errors, progress_bar, table
 from jobs.dataset.findings import DEFAULT_MAX_PIXELS, RULES
+from jobs.errors import UsageError
 
 if TYPE_CHECKING:
     from jobs.dataset.findings import Report
@@ -70,11 +71,30 @@ def data_prepare(
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
     follow_symlinks: FollowSymlinks = False,
     engine: Annotated[str, typer.Option(
-        "--engine", help="what reads, checks and writes the images: local (worker processes on this machine) or "
+        "--engine", help="what reads, checks and writes the images: local (worker processes on this machine), "
                          "beam (the same as an Apache Beam pipeline on Beam's DirectRunner, multi-process on this "
-                         "machine); both write the same records")] = "local",
+                         "machine; both write the same records) or dataflow (the Beam pipeline as a Dataflow job of "
+                         "--stack: --dry-run shows it)")] = "local",
+    stack: Annotated[str | None, typer.Option(
+        "--stack", help="--engine dataflow: the experiment stack the job runs in (read with the Pulumi CLI)")] = None,
+    stack_outputs: Annotated[Path | None, typer.Option(
+        "--stack-outputs", help="--engine dataflow: JSON of `pulumi stack output --json`, instead of --stack")]
+    = None,
+    max_workers: Annotated[int, typer.Option(
+        "--max-workers", min=1, help="--engine dataflow: the most workers Dataflow may scale the job to")] = 10,
+    machine_type: Annotated[str, typer.Option(
+        "--machine-type", help="--engine dataflow: the Compute Engine machine type of the workers")]
+    = "n2-standard-4",
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="--engine dataflow: show the job, its price and its pipeline options; submit nothing")]
+    = False,
 ) -> None:
     """Validate labels and images, split by image, write TFRecords, label map, COCO ground truth and charts."""
+    if engine == "dataflow":
+        _prepare_on_dataflow(out, stack, stack_outputs, max_workers, machine_type, dry_run)
+        return
+    if stack or stack_outputs or dry_run:
+        raise UsageError("--stack, --stack-outputs and --dry-run are options of --engine dataflow")
     from jobs.dataset.pipeline import CheckOptions
     from jobs.dataset.prepare import PrepareFailed, PrepareOptions, is_gcs, prepare
 
@@ -100,6 +120,24 @@ def data_prepare(
     _show_rows(summary["rows"], summary.get("verify"))
     state = "unchanged, nothing rewritten" if result.unchanged else "written"
     console.print(f"output {state}: {result.out}")
+
+
+def _prepare_on_dataflow(out: str, stack: str | None, stack_outputs: Path | None, max_workers: int,
+                         machine_type: str, dry_run: bool) -> None:
+    """The Dataflow job of the stack: shown with its price and options (--dry-run), never submitted yet."""
+    import json
+
+    from jobs.dataset.dataflow import PRICES_SOURCE, DataflowPlan
+    from jobs.stack import load_stack_outputs
+
+    plan = DataflowPlan.make(load_stack_outputs(stack, stack_outputs), out, max_workers, machine_type)
+    console.print(f"{plan.summary()}; price unknown", highlight=False)
+    console.print(f"  prices: {PRICES_SOURCE}", style="dim", highlight=False)
+    if not dry_run:
+        raise UsageError("--engine dataflow submits nothing yet: its workers read gs:// images, and `data prepare` "
+                         "does not list the objects of gs:// labels yet. Use --dry-run to see the job, or "
+                         "--engine beam (with --download-to DIR for gs:// images) to prepare the data here.")
+    console.print_json(json.dumps(plan.request()))
 
 
 @data_app.command("check")

@@ -12,6 +12,7 @@ nothing here imports TensorFlow or the CLI.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pickle
@@ -24,12 +25,14 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.pvalue import PCollection
 
+from jobs.dataset.annotations import Box
 from jobs.dataset.examine import ImageJob, PackedResult, examine
 from jobs.dataset.images import record_bytes
 from jobs.dataset.parallel import Progress
 from jobs.dataset.records import RecordEncoder
-from jobs.dataset.shards import ShardDigest, ShardEntry, Written, collect, read_image, shard_tasks
+from jobs.dataset.shards import ShardDigest, ShardEntry, ShardTask, Written, collect, read_image, shard_tasks
 from jobs.dataset.tfrecord import frame
 
 STAGE = "write"  # the progress stage, as the local engine's
@@ -93,32 +96,62 @@ def outcome_path(folder: str, shard: int) -> str:
 
 def direct_options(workers: int | None) -> PipelineOptions:
     """Beam's DirectRunner in ``workers`` processes (default: one per core)."""
-    return PipelineOptions(runner="DirectRunner", direct_num_workers=workers or os.cpu_count() or 1,
+    return PipelineOptions(flags=[], runner="DirectRunner", direct_num_workers=workers or os.cpu_count() or 1,
                            direct_running_mode="multi_processing")
 
 
-def build(pipeline: beam.Pipeline, jobs: list[Job], classes: dict[str, int], paths: list[str],
-          outcomes: str) -> None:
-    """The pipeline: every job examined and encoded, grouped by shard, each shard written (Beam's transforms are
-    untyped)."""
-    _ = (pipeline
-         | "jobs" >> beam.Create(jobs)  # type: ignore[no-untyped-call]
+def build(jobs: PCollection[Job], classes: dict[str, int], paths: list[str], outcomes: str) -> None:
+    """The pipeline after its source: every job examined and encoded, grouped by shard, each shard written (Beam's
+    transforms are untyped)."""
+    _ = (jobs
          | "examine and encode" >> beam.ParDo(ExamineAndEncode(classes))  # type: ignore[no-untyped-call]
          | "group by shard" >> beam.GroupByKey()  # type: ignore[no-untyped-call]
          | "write shards" >> beam.ParDo(WriteShard(paths, outcomes)))  # type: ignore[no-untyped-call]
+
+
+def read_jobs(pipeline: beam.Pipeline, uri: str) -> PCollection[Job]:
+    """The jobs from a JSONL file (``job_line``): a large input stays out of the job's graph, which Dataflow limits
+    in size, and the runner splits the file between its workers."""
+    jobs: PCollection[Job] = (pipeline
+                              | "read jobs" >> beam.io.ReadFromText(uri, validate=False)
+                              | "parse jobs" >> beam.Map(parse_job))  # type: ignore[no-untyped-call]
+    return jobs
+
+
+def job_line(job: Job) -> str:
+    """One job as a JSON line (``parse_job`` inverted)."""
+    shard, position, image = job
+    fields = [[list(box) for box in image.boxes] if name == "boxes" else value
+              for name, value in zip(ImageJob._fields, image, strict=True)]
+    return json.dumps([shard, position, fields], separators=(",", ":"))
+
+
+def parse_job(line: str) -> Job:
+    shard, position, fields = json.loads(line)
+    values = dict(zip(ImageJob._fields, fields, strict=True))
+    size = values["stated_size"]
+    values["stated_size"] = (size[0], size[1]) if size is not None else None
+    values["boxes"] = tuple(Box(*box) for box in values["boxes"])
+    return shard, position, ImageJob(**values)
+
+
+def plan_jobs(tasks: list[ShardTask], splits: dict[str, list[ImageJob]]) -> list[Job]:
+    """Every image's job with its shard and its place in the shard, in plan order."""
+    return [(shard, position, job) for shard, task in enumerate(tasks)
+            for position, job in enumerate(task.jobs(splits))]
 
 
 def write_shards(folder: Path, splits: dict[str, list[ImageJob]], classes: dict[str, int], num_shards: int | None,
                  shard_bytes: int, workers: int | None, progress: Progress | None) -> Written:
     """``shards.write_shards`` as a Beam pipeline on the DirectRunner: the same shards, records and results."""
     tasks = shard_tasks(str(folder), splits, num_shards, shard_bytes, workers)
-    jobs = [(shard, position, job) for shard, task in enumerate(tasks)
-            for position, job in enumerate(task.jobs(splits))]
+    jobs = plan_jobs(tasks, splits)
     if progress:
         progress(STAGE, 0, len(jobs))
     with tempfile.TemporaryDirectory(prefix="detector-beam-") as outcomes, quiet_beam():
         with beam.Pipeline(options=direct_options(workers)) as pipeline:
-            build(pipeline, jobs, classes, [task.path for task in tasks], outcomes)
+            source = pipeline | "jobs" >> beam.Create(jobs)  # type: ignore[no-untyped-call]
+            build(source, classes, [task.path for task in tasks], outcomes)
         written = collect(splits, tasks, [read_outcome(outcomes, shard) for shard in range(len(tasks))])
     if progress:
         progress(STAGE, len(jobs), len(jobs))

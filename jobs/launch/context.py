@@ -1,11 +1,12 @@
 """The build context of a job image as a deterministic tarball, and the content-hash tag derived from it.
 
 The context holds exactly what the image is built from and runs: its Dockerfile, the pinned requirements, and
-the modules of ``jobs`` that the container code needs (every module of ``jobs.runtime``, each ``jobs`` module
-those import, at module level or inside a function, and the packages' ``__init__.py`` on the way). The
-Dockerfiles copy all of it and nothing else, so the tag changes exactly when the image would: editing the CLI
-(its help texts), the README or the tests builds nothing. Entries are sorted, with fixed times, owners and
-modes: the same files always give the same bytes and the same tag.
+the modules of ``jobs`` that the container code needs (the image's code: every module of ``jobs.runtime`` for the
+trainer and evaluator, ``jobs.dataset.beam`` for the Dataflow workers; each ``jobs`` module those import, at module
+level or inside a function; and the packages' ``__init__.py`` on the way). The Dockerfiles copy all of it and
+nothing else, so the tag changes exactly when the image would: editing the CLI (its help texts), the README or the
+tests builds nothing. Entries are sorted, with fixed times, owners and modes: the same files always give the same
+bytes and the same tag.
 """
 
 from __future__ import annotations
@@ -22,10 +23,25 @@ from pathlib import Path
 from jobs.errors import UsageError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-IMAGE_NAMES = ("trainer", "evaluator")
-SHARED_FILES = ("requirements.txt", "images/dev-only.txt")
 PACKAGE = "jobs"
-RUNTIME = "jobs.runtime"  # the code the containers run; see the images' ENTRYPOINTs
+RUNTIME = "jobs.runtime"  # the code the job containers run; see the images' ENTRYPOINTs
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """What an image is built from, besides its own folder under ``images/``."""
+
+    code: str  # the package (all its modules) or module the container runs
+    shared: tuple[str, ...]  # repository files its Dockerfile copies
+
+
+IMAGES = {
+    "trainer": ImageSource(RUNTIME, ("requirements.txt", "images/dev-only.txt")),
+    "evaluator": ImageSource(RUNTIME, ("requirements.txt", "images/dev-only.txt")),
+    # Beam's SDK harness imports the pipeline's functions from here (data prepare --engine dataflow).
+    "dataflow-worker": ImageSource("jobs.dataset.beam", ("requirements.txt",)),
+}
+IMAGE_NAMES = tuple(IMAGES)
 IMPORT_LINES = re.compile(
     rb"^[ \t]*(?:from[ \t]+[.\w]+[ \t]+import[ \t]+(?:\([^)]*\)|[^\n]*)|import[ \t]+[^\n]*)", re.M)
 
@@ -40,23 +56,27 @@ class BuildContext:
 
 def context_files(image: str, root: Path = REPO_ROOT) -> list[str]:
     """Repository-relative paths of the files the image is built from, sorted."""
-    if image not in IMAGE_NAMES:
+    if image not in IMAGES:
         raise UsageError(f"unknown image {image!r}; choose one of: {', '.join(IMAGE_NAMES)}")
-    files = set(SHARED_FILES)
+    source = IMAGES[image]
+    files = set(source.shared)
     files.update(str(p.relative_to(root)) for p in (root / "images" / image).rglob("*") if p.is_file())
     missing = [f for f in sorted(files) if not (root / f).is_file()]
-    if missing or not _module_file(root, RUNTIME):
-        raise UsageError(f"the build context lacks {', '.join(missing) or RUNTIME} under {root}")
-    files.update(runtime_files(root))
+    if missing:
+        raise UsageError(f"the build context lacks {', '.join(missing)} under {root}")
+    files.update(code_files(source.code, root))
     return sorted(files)
 
 
-def runtime_files(root: Path = REPO_ROOT) -> list[str]:
-    """The files of ``jobs`` that the container code runs: ``jobs.runtime`` and everything it imports."""
-    runtime = _module_file(root, RUNTIME)
-    if runtime is None:
-        raise UsageError(f"the build context lacks {RUNTIME} under {root}")
-    pending = [RUNTIME, *(f"{RUNTIME}.{p.stem}" for p in runtime.parent.glob("*.py") if p.name != "__init__.py")]
+def code_files(code: str = RUNTIME, root: Path = REPO_ROOT) -> list[str]:
+    """The files of ``jobs`` that a container runs: ``code`` (a package: all its modules) and everything it
+    imports."""
+    entry = _module_file(root, code)
+    if entry is None:
+        raise UsageError(f"the build context lacks {code} under {root}")
+    pending = [code]
+    if entry.name == "__init__.py":
+        pending.extend(f"{code}.{p.stem}" for p in entry.parent.glob("*.py") if p.name != "__init__.py")
     found: dict[str, Path] = {}
     while pending:
         module = pending.pop()

@@ -110,6 +110,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
             resource_id = f"projects/{inputs['project']}/locations/{inputs['region']}/tensorboards/{TENSORBOARD_ID}"
             state |= {"name": TENSORBOARD_ID,
                       "blobStoragePathPrefix": f"{TENSORBOARD_BUCKET}/tensorboard-{TENSORBOARD_ID}"}
+        elif args.typ == "gcp:compute/network:Network":
+            resource_id = f"projects/{inputs['project']}/global/networks/{inputs['name']}"
+        elif args.typ == "gcp:compute/subnetwork:Subnetwork":  # as GCP reports it
+            state["selfLink"] = (f"https://www.googleapis.com/compute/v1/projects/{inputs['project']}/regions/"
+                                 f"{inputs['region']}/subnetworks/{inputs['name']}")
         elif args.typ == "gcp:projects/iAMCustomRole:IAMCustomRole":
             state["name"] = f"projects/{inputs['project']}/roles/{inputs['roleId']}"
         return resource_id, state

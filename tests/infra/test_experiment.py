@@ -28,6 +28,9 @@ ACCOUNT = "gcp:serviceaccount/account:Account"
 STACK_REFERENCE = "pulumi:pulumi:StackReference"
 JOB = "serviceAccount:detector-exp-coco@acme-ml.iam.gserviceaccount.com"
 BUILDER = "serviceAccount:detector-build-platform@acme-ml.iam.gserviceaccount.com"
+WORKERS = "serviceAccount:detector-df-exp-coco@acme-ml.iam.gserviceaccount.com"
+SUBNETWORK = ("https://www.googleapis.com/compute/v1/projects/acme-ml/regions/us-central1/subnetworks/"
+              "detector-dataflow-platform")
 
 
 def grants(deployment: Deployment) -> set[tuple[str, str, str, str]]:
@@ -90,8 +93,11 @@ def test_job_account_gets_exactly_its_bucket_and_tensorboard_the_builder_its_sou
         ("BucketIAMMember", "roles/storage.objectCreator", JOB, TENSORBOARD_BUCKET),
         ("IAMMember", role, JOB, PROJECT),
         ("BucketIAMMember", "roles/storage.objectViewer", BUILDER, "acme-ml-detector-exp-coco"),
+        ("BucketIAMMember", "roles/storage.objectAdmin", WORKERS, "acme-ml-detector-exp-coco"),
+        ("IAMMember", "roles/dataflow.worker", WORKERS, PROJECT),
     }
-    assert experiment.one(ACCOUNT).inputs["accountId"] == "detector-exp-coco"
+    accounts = {r.inputs["accountId"] for r in experiment.resources if r.type == ACCOUNT}
+    assert accounts == {"detector-exp-coco", "detector-df-exp-coco"}
 
 
 def test_conditional_grants_reach_one_prefix_only(experiment: Deployment) -> None:
@@ -103,7 +109,7 @@ def test_conditional_grants_reach_one_prefix_only(experiment: Deployment) -> Non
         f'resource.name.startsWith("projects/_/buckets/{TENSORBOARD_BUCKET}/objects/tensorboard-{TENSORBOARD_ID}/")')
     unconditional = [r for r in experiment.resources if "member" in r.inputs and "condition" not in r.inputs]
     assert {r.inputs["role"] for r in unconditional} == {
-        "roles/storage.objectAdmin", "roles/storage.legacyBucketReader",
+        "roles/storage.objectAdmin", "roles/storage.legacyBucketReader", "roles/dataflow.worker",
         f"projects/acme-ml/roles/detectorTensorboardWriter_platform_{TENSORBOARD_ID}"}
 
 
@@ -116,6 +122,9 @@ def test_launcher_may_act_as_the_job_and_build_accounts_and_read_the_images(othe
          "role": "roles/iam.serviceAccountUser", "member": "user:ana@example.com"},
         {"project": PROJECT, "location": REGION, "repository": "detector-platform",
          "role": "roles/artifactregistry.reader", "member": "user:ana@example.com"},
+        {"project": PROJECT, "role": "roles/dataflow.developer", "member": "user:ana@example.com"},
+        {"serviceAccountId": "projects/acme-ml/serviceAccounts/detector-df-exp-voc@acme-ml.iam.gserviceaccount.com",
+         "role": "roles/iam.serviceAccountUser", "member": "user:ana@example.com"},
     ], key=lambda grant: sorted(grant.items()))
 
 
@@ -144,6 +153,8 @@ def test_outputs_are_everything_a_launch_needs(experiment: Deployment) -> None:
         repository_url=f"{REGION}-docker.pkg.dev/{PROJECT}/detector-platform",
         tensorboard="projects/acme-ml/locations/us-central1/tensorboards/4242424242",
         build_service_account="detector-build-platform@acme-ml.iam.gserviceaccount.com",
+        dataflow_service_account="detector-df-exp-coco@acme-ml.iam.gserviceaccount.com",
+        dataflow_subnetwork=SUBNETWORK,
     )
     assert experiment.outputs == launch.to_outputs() | {"platformStack": PLATFORM_STACK}
 
@@ -165,7 +176,7 @@ def test_two_experiments_share_nothing_writable(experiment: Deployment, other_ex
 
 def test_names_are_unique_within_a_stack(experiment: Deployment) -> None:
     urns = [r.urn for r in experiment.resources]
-    assert len(urns) == len(set(urns)) == 9
+    assert len(urns) == len(set(urns)) == 12
 
 
 def test_tensorboard_off_drops_its_grant() -> None:
@@ -226,3 +237,9 @@ def test_distinct_stack_names_never_share_a_gcp_name() -> None:
         assert len(set(values)) == len(stacks), (attribute, values)
     roles = {naming.StackNames(project=PROJECT, stack=s).tensorboard_writer_role("42") for s in stacks}
     assert len(roles) == len(stacks)
+
+
+def test_an_older_platform_without_a_dataflow_subnetwork_still_deploys(platform: Deployment) -> None:
+    older = {key: value for key, value in platform.outputs.items() if key != "dataflowSubnetwork"}
+    deployed = deploy("exp-old", experiment_config(), {PLATFORM_STACK: older})
+    assert StackOutputs.from_outputs(deployed.outputs, "exp-old").dataflow_subnetwork == ""

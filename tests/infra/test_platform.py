@@ -44,8 +44,9 @@ def test_enables_every_api_with_a_reason_and_never_disables_one(platform: Deploy
     assert {"aiplatform.googleapis.com", "storage.googleapis.com", "artifactregistry.googleapis.com",
             "cloudbuild.googleapis.com", "iam.googleapis.com", "iamcredentials.googleapis.com",
             "logging.googleapis.com"} <= set(platform_stack.REQUIRED_APIS)
-    # Enabling Compute Engine makes its default service account; nothing here needs either.
-    assert "compute.googleapis.com" not in platform_stack.REQUIRED_APIS
+    # Dataflow runs its workers on Compute Engine: both are enabled, with that reason written down.
+    assert {"dataflow.googleapis.com", "compute.googleapis.com"} <= set(platform_stack.REQUIRED_APIS)
+    assert "Dataflow" in platform_stack.REQUIRED_APIS["compute.googleapis.com"]
     assert all(reason.strip() for reason in platform_stack.REQUIRED_APIS.values())
     assert [s.inputs["disableOnDestroy"] for s in services] == [False] * len(platform_stack.REQUIRED_APIS)
     assert {s.inputs["project"] for s in services} == {PROJECT}
@@ -63,6 +64,9 @@ def test_enables_every_api_with_a_reason_and_never_disables_one(platform: Deploy
         ("platform-cloudbuild-logs", {"cloudresourcemanager", "logging"}),
         ("platform-tensorboard", {"aiplatform"}),
         ("platform-tensorboard-writer", {"iam"}),
+        ("platform-dataflow-network", {"compute"}),
+        ("platform-dataflow-subnet", {"compute"}),
+        ("platform-dataflow-workers", {"compute"}),
     ],
 )
 def test_every_resource_waits_for_the_apis_it_needs(platform: Deployment, name: str, apis: set[str]) -> None:
@@ -74,7 +78,7 @@ def test_every_resource_waits_for_the_apis_it_needs(platform: Deployment, name: 
 def test_every_cloud_resource_is_covered_by_an_api_dependency(platform: Deployment) -> None:
     others = [r for r in platform.cloud if r.type != SERVICE]
     service_urns = {s.urn for s in platform.of_type(SERVICE)}
-    assert len(others) == 9
+    assert len(others) == 12
     assert all(r.dependencies & service_urns for r in others)
     assert platform.invokes == ["gcp:organizations/getProject:getProject"]
 
@@ -154,7 +158,26 @@ def test_outputs(platform: Deployment) -> None:
         "tensorboard": f"projects/{PROJECT}/locations/{REGION}/tensorboards/{TENSORBOARD_ID}",
         "tensorboardWriterRole": ROLE,
         "tensorboardBlobStoragePrefix": f"{TENSORBOARD_BUCKET}/tensorboard-{TENSORBOARD_ID}",
+        "dataflowSubnetwork": f"https://www.googleapis.com/compute/v1/projects/{PROJECT}/regions/{REGION}/"
+                              "subnetworks/detector-dataflow-platform",
     }
+
+
+def test_dataflow_workers_get_a_private_network_of_their_own(platform: Deployment) -> None:
+    """A custom-mode VPC, a subnetwork with Private Google Access, one rule: workers to workers on 12345-12346."""
+    (network,) = platform.of_type("gcp:compute/network:Network")
+    assert network.inputs["autoCreateSubnetworks"] is False
+    (subnet,) = platform.of_type("gcp:compute/subnetwork:Subnetwork")
+    assert subnet.inputs["region"] == REGION
+    assert subnet.inputs["privateIpGoogleAccess"] is True
+    assert subnet.inputs["network"] == f"projects/{PROJECT}/global/networks/detector-dataflow-platform"
+    rules = platform.of_type("gcp:compute/firewall:Firewall")
+    assert [rule.inputs for rule in rules] == [{
+        "project": PROJECT, "name": "detector-dataflow-platform-workers", "network": subnet.inputs["network"],
+        "direction": "INGRESS", "allows": [{"protocol": "tcp", "ports": ["12345-12346"]}],
+        "sourceTags": ["dataflow"], "targetTags": ["dataflow"],
+        "description": "Dataflow workers to Dataflow workers (shuffle and streaming), nothing else."}]
+    assert not any("sourceRanges" in rule.inputs for rule in rules)  # nothing open to any address range
 
 
 def test_tensorboard_off(platform_without_tensorboard: Deployment) -> None:
@@ -218,4 +241,4 @@ def test_a_second_pulumi_up_declares_the_same_resources(platform: Deployment) ->
     again = deploy("platform", platform_config())
     declared = {r.urn: r.inputs for r in platform.resources}
     assert {r.urn: r.inputs for r in again.resources} == declared
-    assert len(declared) == len(platform.resources) == 18
+    assert len(declared) == len(platform.resources) == 23

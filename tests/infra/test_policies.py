@@ -58,7 +58,7 @@ def test_rules_receive_read_only_proxies_not_dicts_or_lists() -> None:
 
 
 def test_pack_is_mandatory_and_names_are_unique() -> None:
-    assert len(rules.POLICIES) == 6
+    assert len(rules.POLICIES) == 7
     assert len({p.name for p in rules.POLICIES}) == len(rules.POLICIES)
     assert {p.enforcement_level for p in rules.POLICIES} == {EnforcementLevel.MANDATORY}
 
@@ -83,7 +83,7 @@ def test_every_recorded_resource_of_every_stack_passes_every_policy(
     for resource in resources:
         assert violations(resource.type, resource.inputs) == {}, resource.name
         checked += 1
-    assert checked == len(resources) == 18 + 16 + 9 + 12
+    assert checked == len(resources) == 23 + 21 + 12 + 17
     labelled = {r.type for r in resources if "labels" in r.inputs}
     assert labelled == {"gcp:storage/bucket:Bucket", "gcp:artifactregistry/repository:Repository",
                         "gcp:vertex/aiTensorboard:AiTensorboard"}
@@ -143,6 +143,12 @@ CRAFTED: list[tuple[str, str, dict[str, Any], dict[str, str]]] = [
      {"displayName": "t", "labels": {"team": "vision"}}, {"experiment-label": "must carry the `experiment` label"}),
     ("any labelled resource", "gcp:pubsub/topic:Topic", {"name": "t", "labels": {}},
      {"experiment-label": "must carry the `experiment` label"}),
+    ("firewall open to the internet", "gcp:compute/firewall:Firewall",
+     {"network": "n", "allows": [{"protocol": "tcp", "ports": ["22"]}], "sourceRanges": ["0.0.0.0/0"]},
+     {"no-ingress-from-the-internet": "0.0.0.0/0 opens the network"}),
+    ("firewall from any source", "gcp:compute/firewall:Firewall",
+     {"network": "n", "direction": "INGRESS", "allows": [{"protocol": "tcp", "ports": ["12345-12346"]}]},
+     {"no-ingress-from-the-internet": "any source opens the network"}),
 ]
 
 

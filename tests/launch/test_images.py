@@ -14,11 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from jobs.launch.context import IMAGE_NAMES, REPO_ROOT, build_context, runtime_files
+from jobs.launch.context import IMAGE_NAMES, IMAGES, REPO_ROOT, build_context, code_files
 
 pytest_plugins = ["launch_servers"]
 
 DOCKERFILES = sorted((REPO_ROOT / "images").glob("*/Dockerfile"))
+
+
+def pinned(name: str) -> str:
+    """The version requirements.txt pins ``name`` to."""
+    return re.search(rf"^{re.escape(name)}==(\S+)$", (REPO_ROOT / "requirements.txt").read_text(), re.M | re.I).group(1)
 
 
 def hadolint() -> str:
@@ -40,6 +45,10 @@ def test_the_user_no_secrets_and_code_after_dependencies(dockerfile):
     if dockerfile.parent.name == "trainer":  # root, to open the TPU's device files: the decision names its documents
         assert not re.search(r"^USER ", text, re.M)
         assert re.search(r"/dev/accel.*/dev/vfio", text) and "cloud.google.com/tpu/docs/run-in-container" in text
+    elif dockerfile.parent.name == "dataflow-worker":  # Beam's base image and entrypoint as Dataflow asks for them
+        assert not re.search(r"^USER ", text, re.M)
+        assert re.search(r"^FROM apache/beam_python3\.11_sdk:(\S+)$", text, re.M).group(1) == pinned("apache-beam")
+        assert "/opt/apache/beam/boot" in text and "ENTRYPOINT" not in text.replace("entrypoint", "")
     else:
         assert re.search(r"^USER 1000:1000$", text, re.M)
     assert not re.search(r"(?i)(credentials|\.json|api[_-]?key|secret)", text.replace("--no-cache", ""))
@@ -62,6 +71,14 @@ def test_the_evaluator_image_finds_the_mounted_gpu_driver():
     path = re.search(r"LD_LIBRARY_PATH=(\S+)", text).group(1)
     assert "/usr/local/nvidia/lib64" in path.split(":")
     assert "container-engine-accelerators" in text  # the document that says where the driver is mounted
+
+
+def test_the_dataflow_workers_install_the_projects_pins():
+    folder = REPO_ROOT / "images/dataflow-worker"
+    names = [line for line in (folder / "requirements-worker.txt").read_text().splitlines()
+             if line and not line.startswith("#")]
+    assert names and all(re.fullmatch(r"[\w.-]+", name) and pinned(name) for name in names)  # names; pins are shared
+    assert "pip install --no-deps -r requirements-worker.txt -c requirements.txt" in (folder / "Dockerfile").read_text()
 
 
 def test_images_pin_the_projects_tensorflow():
@@ -88,7 +105,7 @@ def test_the_tag_hashes_exactly_what_the_dockerfile_builds_from(dockerfile):
     copied = {f for f in files if any(f == s or f.startswith(s.rstrip("/") + "/") for s in sources)}
     assert files - copied == {f"images/{image}/Dockerfile"}  # everything else hashed goes into the image
     assert all(any(f == s or f.startswith(s.rstrip("/") + "/") for f in files) for s in sources)
-    assert {f for f in files if f.startswith("jobs/")} == set(runtime_files())
+    assert {f for f in files if f.startswith("jobs/")} == set(code_files(IMAGES[image].code))
     assert not {"README.md", "pyproject.toml", "jobs/cli/__init__.py", "jobs/cli/model.py"} & files
 
 
@@ -115,11 +132,15 @@ def test_help_texts_and_the_readme_leave_the_images_alone_runtime_code_does_not(
     (tree / "README.md").write_text((tree / "README.md").read_text().replace("detector", "Detector"))
     assert {image: build_context(image, tree).tag for image in IMAGE_NAMES} == before
 
-    for module in ("jobs/runtime/train.py", "jobs/report/drawing.py"):  # an entrypoint, and a module it imports
+    # an entrypoint, a module it imports, and the Dataflow workers' code: each changes exactly the images that run it
+    for module, images in (("jobs/runtime/train.py", {"trainer", "evaluator"}),
+                           ("jobs/report/drawing.py", {"trainer", "evaluator"}),
+                           ("jobs/dataset/tfrecord.py", {"trainer", "evaluator", "dataflow-worker"}),
+                           ("jobs/dataset/shards.py", {"dataflow-worker"})):
         path = tree / module
         original = path.read_text()
         path.write_text(original.replace('"""', '""" ', 1))
-        assert all(build_context(image, tree).tag != before[image] for image in IMAGE_NAMES), module
+        assert {image for image in IMAGE_NAMES if build_context(image, tree).tag != before[image]} == images, module
         path.write_text(original)
 
 

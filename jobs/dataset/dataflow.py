@@ -1,0 +1,153 @@
+"""``data prepare --engine dataflow``: the Beam pipeline of ``beam.py`` as a Dataflow job of an experiment stack.
+
+The job runs in the stack's region, stages and keeps its temporary files under the stack's bucket, and its workers
+run as the stack's Dataflow worker account, on the platform's subnetwork, without public IP addresses, from the
+worker image (``images/dataflow-worker``: Beam's SDK container with the pinned dependencies and the ``jobs`` modules
+the workers import). The jobs go to the workers as a JSONL file under the temporary location, read with
+``ReadFromText``: the job's graph stays small however many images there are ("Request quotas", Dataflow docs: the
+service accepts job requests of up to 20 MB).
+
+Planning contacts nothing: ``--dry-run`` shows the options the job is created with. Nothing here imports
+TensorFlow or the CLI.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from jobs.errors import UsageError
+from jobs.stack import StackOutputs
+
+if TYPE_CHECKING:
+    from apache_beam.runners.runner import PipelineResult
+
+    from jobs.dataset.beam import Job
+
+WORKER_IMAGE = "dataflow-worker"  # images/dataflow-worker, pushed to the platform's repository
+DEFAULT_MACHINE_TYPE = "n2-standard-4"
+DEFAULT_MAX_WORKERS = 10
+JOB_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")  # Dataflow job names (Beam's own check)
+# Dataflow's prices are not kept here: the stored copy of the "Dataflow pricing" page lists the billed resources
+# (worker vCPU, memory and Persistent Disk per hour, Dataflow Shuffle per GB) but no figures.
+PRICES_SOURCE = "Dataflow pricing (cloud.google.com/dataflow/pricing): no figures kept, price unknown"
+
+
+@dataclass(frozen=True)
+class DataflowPlan:
+    """A Dataflow job of the stack, before anything is contacted."""
+
+    stack: StackOutputs
+    job_name: str
+    out: str
+    max_workers: int = DEFAULT_MAX_WORKERS
+    machine_type: str = DEFAULT_MACHINE_TYPE
+    worker_image: str = ""
+
+    @classmethod
+    def make(cls, stack: StackOutputs, out: str, max_workers: int = DEFAULT_MAX_WORKERS,
+             machine_type: str = DEFAULT_MACHINE_TYPE, job_name: str | None = None,
+             at: datetime | None = None) -> DataflowPlan:
+        """Checks what the job would be refused for before it is submitted: an older stack, a bad job name."""
+        missing = [name for name, value in (("dataflowServiceAccount", stack.dataflow_service_account),
+                                            ("dataflowSubnetwork", stack.dataflow_subnetwork)) if not value]
+        if missing:
+            raise UsageError(f"stack {stack.experiment} has no {' and '.join(missing)} output (made before Dataflow "
+                             "was supported): run `pulumi up` on the platform stack, then on this experiment stack")
+        if not out.startswith("gs://"):
+            raise UsageError(f"--engine dataflow writes to Cloud Storage: give --out gs://BUCKET/PREFIX (for example "
+                             f"{stack.data_uri('NAME')}), not {out}")
+        if max_workers < 1:
+            raise UsageError(f"--max-workers must be at least 1, not {max_workers}")
+        stamp = (at or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
+        name = job_name or f"{stack.experiment}-prepare-{stamp}".lower()
+        if not JOB_NAME.match(name):
+            raise UsageError(f"Dataflow job name {name!r}: lowercase letters, digits and '-', starting with a letter, "
+                             "at most 63 characters")
+        return cls(stack, name, out.rstrip("/"), max_workers, machine_type,
+                   stack.image(WORKER_IMAGE, worker_tag()))
+
+    @property
+    def temp_location(self) -> str:
+        """Beam's and Dataflow's temporary files, and this job's jobs file, shards and outcomes."""
+        return f"gs://{self.stack.bucket}/dataflow/temp"
+
+    @property
+    def staging_location(self) -> str:
+        return f"gs://{self.stack.bucket}/dataflow/staging"
+
+    @property
+    def work_prefix(self) -> str:
+        """Where this job writes before the dataset is published to ``out``."""
+        return f"{self.temp_location}/{self.job_name}"
+
+    @property
+    def jobs_uri(self) -> str:
+        return f"{self.work_prefix}/jobs.jsonl"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """As the training jobs': the experiment (billing adds up per stack) and what the job does."""
+        return {"experiment": self.stack.experiment, "kind": "prepare", "run": self.job_name}
+
+    def options(self) -> dict[str, Any]:
+        """Beam's pipeline options of the job (``PipelineOptions(**options)``)."""
+        return {
+            "runner": "DataflowRunner",
+            "project": self.stack.project,
+            "region": self.stack.region,
+            "job_name": self.job_name,
+            "temp_location": self.temp_location,
+            "staging_location": self.staging_location,
+            "service_account_email": self.stack.dataflow_service_account,
+            "subnetwork": self.stack.dataflow_subnetwork,
+            "use_public_ips": False,
+            "labels": [f"{key}={value}" for key, value in self.labels.items()],
+            "max_num_workers": self.max_workers,
+            "machine_type": self.machine_type,
+            # The workers' Python: Beam's SDK, the pinned dependencies and the `jobs` modules are in the image,
+            # so nothing is installed when a worker starts (it could not: no public IP, no NAT).
+            "sdk_container_image": self.worker_image,
+            "sdk_location": "container",
+        }
+
+    def summary(self) -> str:
+        return (f"Dataflow job {self.job_name} in {self.stack.region}: up to {self.max_workers} x "
+                f"{self.machine_type}, writing {self.out}")
+
+    def request(self) -> dict[str, Any]:
+        """What ``--dry-run`` prints: the pipeline options the job is created with, and where it writes."""
+        return {"options": self.options(), "jobs": self.jobs_uri, "work": self.work_prefix, "out": self.out}
+
+
+def worker_tag() -> str:
+    """The worker image's tag: the content hash of its build context, as for the trainer and evaluator."""
+    from jobs.launch.context import build_context
+
+    return build_context(WORKER_IMAGE).tag
+
+
+def write_jobs(uri: str, jobs: list[Job]) -> None:
+    """The jobs file the pipeline reads (``beam.read_jobs``), one object written at once."""
+    from jobs.dataset.beam import job_line
+    from jobs.dataset.gcs import write_object
+
+    write_object(uri, "".join(job_line(job) + "\n" for job in jobs).encode())
+
+
+def submit(plan: DataflowPlan, jobs: list[Job], classes: dict[str, int], paths: list[str],
+           **overrides: Any) -> PipelineResult:
+    """Write the jobs file, then create the Dataflow job (not waiting for it); ``overrides`` are further pipeline
+    options (tests: ``dataflow_endpoint``, ``no_auth``)."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from jobs.dataset.beam import build, quiet_beam, read_jobs
+
+    write_jobs(plan.jobs_uri, jobs)
+    pipeline = beam.Pipeline(options=PipelineOptions(flags=[], **(plan.options() | overrides)))  # not sys.argv
+    build(read_jobs(pipeline, plan.jobs_uri), classes, paths, f"{plan.work_prefix}/outcomes")
+    with quiet_beam():
+        return pipeline.run()

@@ -1,0 +1,153 @@
+"""``data prepare --engine dataflow`` submits through Beam's real DataflowRunner: its Dataflow API calls go to a local
+recording server (``dataflow_endpoint`` on localhost makes Beam use the REST transport; ``no_auth``), its staging and
+the jobs file to gcp-storage-emulator (``STORAGE_EMULATOR_HOST``). The test stops at the job's creation: the recorded
+``CreateJob`` request is what Dataflow would receive."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from gcs_emulator import BUCKET, emulated_storage
+from google.cloud.dataflow_v1beta3 import WorkerIPAddressConfiguration
+
+from jobs.dataset.annotations import Box
+from jobs.dataset.beam import parse_job
+from jobs.dataset.dataflow import DataflowPlan
+from jobs.dataset.examine import ImageJob
+from jobs.errors import UsageError
+from jobs.stack import StackOutputs
+
+SUBNETWORK = "https://www.googleapis.com/compute/v1/projects/acme-ml/regions/europe-west4/subnetworks/dataflow-platform"
+WORKER = "detector-df-exp-coco@acme-ml.iam.gserviceaccount.com"
+STACK = StackOutputs(
+    project="acme-ml", region="europe-west4", bucket=BUCKET, data_prefix=f"gs://{BUCKET}/data",
+    runs_prefix=f"gs://{BUCKET}/runs", job_service_account="detector-exp-coco@acme-ml.iam.gserviceaccount.com",
+    repository_url="europe-west4-docker.pkg.dev/acme-ml/detector", tensorboard="", experiment="exp-coco",
+    checkpoints_prefix=f"gs://{BUCKET}/checkpoints", dataflow_service_account=WORKER, dataflow_subnetwork=SUBNETWORK)
+
+
+class RecordingDataflow:
+    """Answers the Dataflow API's CreateJob with a job in JOB_STATE_PENDING, and records every request."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, dict]] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _answer(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                recorder.requests.append((self.command, self.path, json.loads(body) if body else {}))
+                job = recorder.requests[-1][2]
+                answer = json.dumps({"id": "2030-01-01_00_00_00-1", "projectId": job.get("projectId", ""),
+                                     "name": job.get("name", ""), "location": job.get("location", ""),
+                                     "currentState": "JOB_STATE_PENDING"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            do_GET = do_POST = do_PUT = _answer
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def dataflow_api():
+    recorder = RecordingDataflow()
+    yield recorder
+    recorder.server.shutdown()
+
+
+def jobs() -> list:
+    box = Box("raccoon", 1.0, 2.0, 30.0, 40.0, "labels.csv:2")
+    return [(0, position, ImageJob(f"gs://{BUCKET}/images/{position}.jpg", f"images/{position}.jpg", (box,),
+                                   f"labels.csv:{position + 2}", 1, 0, None, True, position + 1, 1000))
+            for position in range(3)]
+
+
+def test_the_job_request_carries_the_stacks_region_account_network_labels_and_image(dataflow_api, monkeypatch):
+    from jobs.dataset.dataflow import submit
+
+    plan = DataflowPlan.make(STACK, f"gs://{BUCKET}/data/coco", max_workers=7, job_name="exp-coco-prepare-test")
+    with emulated_storage(monkeypatch) as (_, storage):
+        result = submit(plan, jobs(), {"raccoon": 1}, [f"{plan.work_prefix}/shards/train-00000-of-00001.tfrecord"],
+                        dataflow_endpoint=f"http://localhost:{dataflow_api.port}", no_auth=True)
+        staged = {blob.name: blob.download_as_bytes() for blob in storage.list_blobs(BUCKET)}
+    assert result.job_id() == "2030-01-01_00_00_00-1"
+
+    creates = [(path, body) for method, path, body in dataflow_api.requests if method == "POST"]
+    assert len(creates) == 1, dataflow_api.requests
+    path, job = creates[0]
+    assert path.startswith("/v1b3/projects/acme-ml/locations/europe-west4/jobs")
+    assert job["name"] == "exp-coco-prepare-test"
+    assert job["labels"] == {"experiment": "exp-coco", "kind": "prepare", "run": "exp-coco-prepare-test"}
+    environment = job["environment"]
+    assert environment["serviceAccountEmail"] == WORKER
+    # Beam adds a folder of the job's own (name.timestamp) under the temporary and staging locations
+    assert environment["tempStoragePrefix"].startswith(f"storage.googleapis.com/{BUCKET}/dataflow/temp/")
+    pool = environment["workerPools"][0]
+    assert pool["subnetwork"] == SUBNETWORK
+    assert pool["ipConfiguration"] == WorkerIPAddressConfiguration.WORKER_IP_PRIVATE.value  # the REST body's number
+    assert all(package["location"].startswith(f"storage.googleapis.com/{BUCKET}/dataflow/staging/")
+               for package in pool["packages"])
+    assert pool["machineType"] == "n2-standard-4"
+    assert pool["autoscalingSettings"]["maxNumWorkers"] == 7
+    images = {image["containerImage"] for image in pool["sdkHarnessContainerImages"]}
+    assert images == {plan.worker_image}
+    assert plan.worker_image.startswith("europe-west4-docker.pkg.dev/acme-ml/detector/dataflow-worker:")
+    options = environment["sdkPipelineOptions"]["options"]
+    assert options["staging_location"].startswith(f"gs://{BUCKET}/dataflow/staging/")
+    assert options["region"] == "europe-west4"
+    assert options["service_account_email"] == WORKER
+    assert options["use_public_ips"] is False
+    assert options["sdk_location"] == "container"
+
+    # the jobs went as a file under the temporary location; the graph Beam staged (its pipeline proto) and the
+    # request do not hold them
+    written = staged["dataflow/temp/exp-coco-prepare-test/jobs.jsonl"].decode()
+    assert [parse_job(line) for line in written.splitlines()] == jobs()
+    graphs = [data for name, data in staged.items()
+              if name.startswith("dataflow/staging/") and name.endswith("/pipeline.pb")]
+    assert len(graphs) == 1
+    assert b"images/0.jpg" not in graphs[0] and "images/0.jpg" not in json.dumps(job)
+
+
+def test_a_stack_without_the_dataflow_outputs_is_refused_before_anything_is_contacted():
+    old = StackOutputs(**{**vars(STACK), "dataflow_service_account": "", "dataflow_subnetwork": ""})
+    with pytest.raises(UsageError, match="pulumi up"):
+        DataflowPlan.make(old, f"gs://{BUCKET}/data/coco")
+    with pytest.raises(UsageError, match="gs://"):
+        DataflowPlan.make(STACK, "/tmp/coco")
+
+
+def test_dry_run_shows_the_job_and_says_the_price_is_unknown(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    outputs = tmp_path / "exp-coco.json"
+    outputs.write_text(json.dumps(STACK.to_outputs()))
+    args = ["data", "prepare", "--input", str(tmp_path / "labels.csv"), "--out", f"gs://{BUCKET}/data/coco",
+            "--engine", "dataflow", "--stack-outputs", str(outputs), "--max-workers", "3"]
+    env = {"COLUMNS": "1000", "PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"}
+    shown = subprocess.run([sys.executable, "-m", "jobs", *args, "--dry-run"], cwd=repo, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert "price unknown" in shown.stdout
+    request = json.loads(shown.stdout[shown.stdout.index("{"):])
+    assert request["options"]["service_account_email"] == WORKER
+    assert request["options"]["max_num_workers"] == 3
+    assert request["options"]["use_public_ips"] is False
+    refused = subprocess.run([sys.executable, "-m", "jobs", *args], cwd=repo, env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert refused.returncode == 2 and "--dry-run" in refused.stderr
