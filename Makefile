@@ -18,6 +18,7 @@ demo: $(STAMP)
 
 test: $(STAMP) browser
 	$(PY) -m ruff check jobs infra tests bench
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 # The evaluation report is checked in headless Chromium (Debian's package). Installed where possible (root);
@@ -29,3 +30,4 @@ browser:
 
 lint: $(STAMP)
 	$(PY) -m ruff check jobs infra tests bench
+	$(PY) -m mypy
