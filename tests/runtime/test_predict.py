@@ -1,7 +1,7 @@
 """``predict_paths`` skips the files it cannot decode, predicts the rest and says which were skipped and why.
 
 A stand-in predictor (one box per picture) keeps these tests free of a trained model; the CLI's exit code and
-messages on a real export are in tests/evaluation/test_other_data.py.
+messages on a real export are in tests/runtime/test_other_data.py.
 """
 
 from __future__ import annotations
