@@ -11,7 +11,7 @@ import signal
 
 from rich.markup import escape
 
-from jobs.cli import cloud, data, model, serve  # noqa: F401  (registers the commands)
+from jobs.cli import cloud, data, model, serve, serving  # noqa: F401  (registers the commands)
 from jobs.cli.app import app
 from jobs.console import errors
 from jobs.errors import DetectorError

@@ -154,7 +154,8 @@ def images_build(
     stack_outputs: StackFile = None,
     local_docker: Annotated[bool, typer.Option(help="build with the local Docker engine, not Cloud Build")] = False,
     image: Annotated[list[str] | None, typer.Option(
-        help="trainer, evaluator, dataflow-worker (data prepare --engine dataflow); default trainer and evaluator")]
+        help="trainer, evaluator, dataflow-worker (data prepare --engine dataflow), serving (models upload); "
+             "default trainer and evaluator")]
     = None,
 ) -> None:
     """Build and push the images whose content-hash tag is not in the registry yet."""

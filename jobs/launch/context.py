@@ -2,8 +2,9 @@
 
 The context holds exactly what the image is built from and runs: its Dockerfile, the pinned requirements, and
 the modules of ``jobs`` that the container code needs (the image's code: every module of ``jobs.runtime`` for the
-trainer and evaluator, ``jobs.dataset.beam`` for the Dataflow workers; each ``jobs`` module those import, at module
-level or inside a function; and the packages' ``__init__.py`` on the way). The Dockerfiles copy all of it and
+trainer and evaluator, ``jobs.dataset.beam`` for the Dataflow workers, ``jobs.runtime.serve`` for the serving
+image; each ``jobs`` module those import, at module level or inside a function; and the packages' ``__init__.py``
+on the way). The Dockerfiles copy all of it and
 nothing else, so the tag changes exactly when the image would: editing the CLI (its help texts), the README or the
 tests builds nothing. Entries are sorted, with fixed times, owners and modes: the same files always give the same
 bytes and the same tag.
@@ -40,6 +41,8 @@ IMAGES = {
     "evaluator": ImageSource(RUNTIME, ("requirements.txt", "images/dev-only.txt")),
     # Beam's SDK harness imports the pipeline's functions from here (data prepare --engine dataflow).
     "dataflow-worker": ImageSource("jobs.dataset.beam", ("requirements.txt",)),
+    # Vertex AI endpoints run `serve` in it (models upload names it; images/serving/Dockerfile).
+    "serving": ImageSource("jobs.runtime.serve", ("requirements.txt", "images/dev-only.txt")),
 }
 IMAGE_NAMES = tuple(IMAGES)
 IMPORT_LINES = re.compile(

@@ -51,6 +51,8 @@ class RunRecord:
     metrics: MetricsJson = field(default_factory=dict)
     # kind -> {name, state, error, exit_code} of a local job that ended
     ended: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # the run's model in the Vertex AI Model Registry (`models upload`): name, version, artifact_uri, image
+    model: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, text: str) -> RunRecord:

@@ -25,6 +25,7 @@ import io
 import json
 import logging
 import os
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Mapping
@@ -336,3 +337,24 @@ def run_server(config: ServeConfig, ready: Callable[[ServeConfig, int], None] | 
         if ready:
             ready(config, server.server_address[1])
         server.serve_forever()
+
+
+def main() -> None:
+    """The serving image's entrypoint (``python -m jobs.runtime.serve``): ``serve`` configured by Vertex AI's
+    ``AIP_*`` variables alone, the model from ``AIP_STORAGE_URI``; one line when it listens, one on an error."""
+
+    def ready(config: ServeConfig, port: int) -> None:
+        print(f"serving {config.model} on {config.host}:{port} {' '.join(config.predict_routes)} "
+              f"(health: {' '.join(config.health_routes)})", flush=True)
+
+    try:
+        run_server(serve_config(), ready)
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(err.exit_code) from None
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,9 @@
 """Local stand-ins for the Google services a launch talks to, driven through the real client libraries.
 
 - ``VertexServer``: the v1 REST paths of Vertex AI custom jobs (create, get, list, cancel); records requests.
+- ``PredictionServer``: the v1 REST paths of the Vertex AI Model Registry (models:upload, get) and of endpoints
+  (create, get, list, deployModel, undeployModel, delete); the changes are long-running operations that finish
+  after ``polls`` reads; records requests.
 - ``RegistryServer``: Docker Registry v2 manifest HEADs, answering for the tags it holds.
 - ``CloudBuildServer``: Cloud Build's v1 REST builds (create returns a finished operation; a build "pushes"
   its image tag into the registry).
@@ -101,6 +104,102 @@ class VertexServer(_Server):
         if method == "GET" and path.endswith("/customJobs"):
             return 200, {"customJobs": list(self.jobs.values())}, {}
         return 404, {"error": {"code": 404, "message": f"{path} not found", "status": "NOT_FOUND"}}, {}
+
+
+class PredictionServer(_Server):
+    """Models and endpoints of one location, kept as the REST JSON Vertex AI answers with."""
+
+    def __init__(self, polls: int = 0):
+        self.models: dict[str, dict] = {}  # name -> the latest version
+        self.versions: dict[str, list[dict]] = {}
+        self.endpoints: dict[str, dict] = {}
+        self.operations: dict[str, list] = {}  # name -> [reads left before done, response]
+        self.requests: list[tuple[str, str, dict]] = []
+        self.polls = polls
+        self._ids = itertools.count(7000)
+        super().__init__()
+
+    def posted(self, suffix: str) -> list[dict]:
+        return [body for method, path, body in self.requests if method == "POST" and path.endswith(suffix)]
+
+    def _operation(self, resource: str, kind: str, response: dict | None) -> dict:
+        name = f"{resource}/operations/{next(self._ids)}"
+        full = kind if "." in kind else f"google.cloud.aiplatform.v1.{kind}"
+        body = {"@type": f"type.googleapis.com/{full}", **(response or {})}
+        self.operations[name] = [self.polls, body]
+        return self._read_operation(name)
+
+    def _read_operation(self, name: str) -> dict:
+        state = self.operations[name]
+        if state[0] > 0:
+            state[0] -= 1
+            return {"name": name, "done": False}
+        return {"name": name, "done": True, "response": state[1]}
+
+    def handle(self, method, path, body):
+        # the REST client reads operations under /ui/ (the first path of google.longrunning's HTTP rules it holds)
+        path = urlparse(path).path.removeprefix("/v1/").removeprefix("/ui/")
+        payload = json.loads(body) if body else {}
+        self.requests.append((method, path, payload))
+        if method == "GET" and path in self.operations:
+            return 200, self._read_operation(path), {}
+        if method == "POST" and path.endswith("/models:upload"):
+            parent = payload.get("parentModel")
+            if parent and parent not in self.models:
+                return self._missing(parent)
+            name = parent or f"{path.removesuffix(':upload')}/{next(self._ids)}"
+            versions = self.versions.setdefault(name, [])
+            aliases = set(payload["model"].get("versionAliases", []))
+            for version in versions:  # an alias names one version: the new one takes it
+                version["versionAliases"] = [a for a in version.get("versionAliases", []) if a not in aliases]
+            model = dict(payload["model"], name=name, versionId=str(len(versions) + 1))
+            model["versionAliases"] = ["default"] * (not versions) + model.get("versionAliases", [])
+            versions.append(model)
+            self.models[name] = model
+            return 200, self._operation(name, "UploadModelResponse",
+                                        {"model": name, "modelVersionId": model["versionId"]}), {}
+        if method == "GET" and path.partition("@")[0] in self.models:
+            name, _, version = path.partition("@")
+            found = [v for v in self.versions[name] if not version or version in (v["versionId"], *v["versionAliases"])]
+            return (200, found[-1], {}) if found else self._missing(path)
+        if method == "POST" and path.endswith("/endpoints"):
+            name = f"{path}/{next(self._ids)}"
+            self.endpoints[name] = dict(payload, name=name, deployedModels=[], trafficSplit={})
+            return 200, self._operation(name, "Endpoint", self.endpoints[name]), {}
+        if method == "GET" and path.endswith("/endpoints"):
+            return 200, {"endpoints": list(self.endpoints.values())}, {}
+        endpoint_name, _, verb = path.partition(":")
+        endpoint = self.endpoints.get(endpoint_name)
+        if endpoint is None:
+            return self._missing(endpoint_name)
+        if method == "GET" and not verb:
+            return 200, endpoint, {}
+        if method == "DELETE" and not verb:
+            if endpoint["deployedModels"]:
+                return 400, {"error": {"code": 400, "message": "the endpoint has deployed models",
+                                       "status": "FAILED_PRECONDITION"}}, {}
+            del self.endpoints[endpoint_name]
+            return 200, self._operation(endpoint_name, "google.protobuf.Empty", None), {}
+        if method == "POST" and verb == "deployModel":
+            deployed = dict(payload["deployedModel"], id=str(next(self._ids)))
+            endpoint["deployedModels"].append(deployed)
+            split = payload.get("trafficSplit") or {"0": 100}
+            endpoint["trafficSplit"] = {deployed["id"] if key == "0" else key: value for key, value in split.items()
+                                        if value}
+            return 200, self._operation(endpoint_name, "DeployModelResponse", {"deployedModel": deployed}), {}
+        if method == "POST" and verb == "undeployModel":
+            gone = payload["deployedModelId"]
+            if gone not in [d["id"] for d in endpoint["deployedModels"]]:
+                return self._missing(f"{endpoint_name} deployed model {gone}")
+            endpoint["deployedModels"] = [d for d in endpoint["deployedModels"] if d["id"] != gone]
+            endpoint["trafficSplit"] = payload.get("trafficSplit") or {
+                key: value for key, value in endpoint["trafficSplit"].items() if key != gone}
+            return 200, self._operation(endpoint_name, "UndeployModelResponse", {}), {}
+        return self._missing(path)
+
+    @staticmethod
+    def _missing(name: str):
+        return 404, {"error": {"code": 404, "message": f"{name} not found", "status": "NOT_FOUND"}}, {}
 
 
 class RegistryServer(_Server):
@@ -310,6 +409,13 @@ def storage_emulator(monkeypatch):
 @pytest.fixture
 def vertex_server():
     server = VertexServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def prediction_server():
+    server = PredictionServer()
     yield server
     server.close()
 

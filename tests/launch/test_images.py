@@ -73,6 +73,30 @@ def test_the_evaluator_image_finds_the_mounted_gpu_driver():
     assert "container-engine-accelerators" in text  # the document that says where the driver is mounted
 
 
+def test_the_serving_image_runs_serve_under_vertex_ais_custom_container_contract():
+    text = (REPO_ROOT / "images/serving/Dockerfile").read_text()
+    assert re.search(r'^ENTRYPOINT \["python", "-m", "jobs.runtime.serve"\]$', text, re.M)
+    assert "predictions/custom-container-requirements" in text and "EXPOSE 8080" in text
+    assert "requirements-cuda" not in text  # CPU machines: TensorFlow as requirements.txt pins it
+    assert set(code_files(IMAGES["serving"].code)) < set(code_files(IMAGES["trainer"].code))
+
+
+def serving_entrypoint(env: dict[str, str]) -> subprocess.CompletedProcess:
+    """The serving image's ENTRYPOINT, run here with only the variables Vertex AI sets."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AIP_")}
+    return subprocess.run([sys.executable, "-m", "jobs.runtime.serve"], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=120, env={**clean, "TF_CPP_MIN_LOG_LEVEL": "3", **env})
+
+
+def test_the_serving_entrypoint_needs_the_model_vertex_ai_gives_it(tmp_path):
+    done = serving_entrypoint({"AIP_HTTP_PORT": "0"})
+    assert done.returncode == 2 and "AIP_STORAGE_URI" in done.stderr and "Traceback" not in done.stderr
+    done = serving_entrypoint({"AIP_HTTP_PORT": "0", "AIP_STORAGE_URI": str(tmp_path)})
+    assert done.returncode == 2 and f"no SavedModel in {tmp_path}" in done.stderr
+    done = serving_entrypoint({"AIP_HTTP_PORT": "eighty", "AIP_STORAGE_URI": str(tmp_path)})
+    assert done.returncode == 2 and "AIP_HTTP_PORT must be a port number" in done.stderr
+
+
 def test_the_dataflow_workers_install_the_projects_pins():
     folder = REPO_ROOT / "images/dataflow-worker"
     names = [line for line in (folder / "requirements-worker.txt").read_text().splitlines()
@@ -136,7 +160,9 @@ def test_help_texts_and_the_readme_leave_the_images_alone_runtime_code_does_not(
     for module, images in (("jobs/runtime/train.py", {"trainer", "evaluator"}),
                            ("jobs/report/drawing.py", {"trainer", "evaluator"}),
                            ("jobs/dataset/tfrecord.py", {"trainer", "evaluator", "dataflow-worker"}),
-                           ("jobs/dataset/shards.py", {"dataflow-worker"})):
+                           ("jobs/dataset/shards.py", {"dataflow-worker"}),
+                           ("jobs/runtime/serve.py", {"trainer", "evaluator", "serving"}),
+                           ("jobs/runtime/serving.py", {"trainer", "evaluator", "serving"})):
         path = tree / module
         original = path.read_text()
         path.write_text(original.replace('"""', '""" ', 1))
@@ -144,10 +170,11 @@ def test_help_texts_and_the_readme_leave_the_images_alone_runtime_code_does_not(
         path.write_text(original)
 
 
-def test_the_package_in_the_image_imports_without_the_rest_of_the_repository(tmp_path):
+@pytest.mark.parametrize("image", ["trainer", "serving"])
+def test_the_package_in_the_image_imports_without_the_rest_of_the_repository(tmp_path, image):
     """Every module the context holds imports from the context alone (TensorFlow from the environment): no
     ``jobs`` module is loaded from elsewhere, so the image runs exactly what was hashed."""
-    context = build_context("trainer")
+    context = build_context(image)
     with tarfile.open(fileobj=io.BytesIO(context.tarball)) as tar:
         tar.extractall(tmp_path, filter="data")
     modules = [name[:-3].replace("/", ".").removesuffix(".__init__") for name in context.files
