@@ -11,7 +11,7 @@ from rich.markup import escape
 from jobs.cli.app import app
 from jobs.cli.cloud import StackFile, StackName, run_job, show_metrics
 from jobs.console import console, errors, quiet_tensorflow, table
-from jobs.errors import DataError
+from jobs.errors import DataError, UsageError
 from jobs.runtime.spec import EvalArgs, TrainArgs
 
 
@@ -109,23 +109,50 @@ def export(
 
 @app.command()
 def predict(
-    model: Annotated[Path, typer.Option(help="an export folder (any format)")],
-    images: Annotated[list[Path], typer.Argument(help="image files, folders of images, video files")],
+    images: Annotated[list[Path] | None, typer.Argument(
+        help="image files, folders of images, video files (with --model or --endpoint)")] = None,
+    model: Annotated[Path | None, typer.Option(help="an export folder (any format)")] = None,
+    endpoint: Annotated[str | None, typer.Option(
+        help="a Vertex AI endpoint instead of --model (with --stack): its id, resource name or display name")]
+    = None,
+    preset: Annotated[str | None, typer.Option(
+        help="with --endpoint: images are shrunk to this preset's input size (default: the deployed models' "
+             "preset label)")] = None,
+    stack: StackName = None,
+    stack_outputs: StackFile = None,
     out: Annotated[Path | None, typer.Option(
         help="annotated copies, detections.csv and .json go here (new, empty or earlier predictions: replaced)")]
     = None,
     score_threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="detections below it are dropped")] = 0.3,
     every: Annotated[float, typer.Option(min=0.01, help="seconds between the video frames sampled")] = 1.0,
 ) -> None:
-    """Detect objects in images and videos; print a table, draw boxes on copies, write the detections."""
-    quiet_tensorflow()
+    """Detect objects in images and videos with an export or a Vertex AI endpoint; print a table, draw boxes on
+    copies, write the detections."""
     from jobs.io import check_output_folder
-    from jobs.runtime.predict import KIND, Predictor, predict_paths
+    from jobs.runtime.predict import KIND, Detector, predict_paths
 
+    if (model is None) == (endpoint is None):
+        raise UsageError("give one of --model EXPORT (this machine) or --endpoint ID (Vertex AI, with --stack)")
+    if model is not None and (preset or stack or stack_outputs):
+        raise UsageError("--preset, --stack and --stack-outputs go with --endpoint, not with --model")
+    if not images:
+        raise UsageError("give image files, folders of images or video files to predict on")
     if out is not None:
         check_output_folder(out, KIND, [model, *images])  # before the model loads
+    predictor: Detector
+    if model is not None:
+        quiet_tensorflow()
+        from jobs.runtime.predict import Predictor
+
+        predictor = Predictor(model)
+    else:
+        from jobs.launch.predictions import EndpointPredictor
+        from jobs.stack import load_stack_outputs
+
+        predictor = EndpointPredictor(load_stack_outputs(stack, stack_outputs), str(endpoint), preset)
+        console.print(f"endpoint {predictor.endpoint}: images shrunk to fit {predictor.input_size} px", highlight=False)
     with console.status("detecting"):
-        result = predict_paths(Predictor(model), images, out, score_threshold, every)
+        result = predict_paths(predictor, images, out, score_threshold, every)
     found = result.detections
     shown = 50  # all of them are in detections.csv
     rows = [[Path(d.image).name + ("" if d.frame is None else f" #{d.frame}"), d.label, d.score,

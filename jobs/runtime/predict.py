@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -18,18 +18,18 @@ from jobs.dataset import label_map as label_maps
 from jobs.errors import DataError, UsageError
 from jobs.io import staged_dir
 from jobs.report.drawing import Detection, draw
-from jobs.runtime.inference import load_detector
 
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["Detection", "Predictions", "Predictor", "UnreadableFile", "draw", "predict_paths", "video_frames",
-           "write_detections"]
+__all__ = ["Detection", "Detector", "Picture", "Predictions", "Predictor", "UnreadableFile", "draw", "predict_paths",
+           "video_frames", "write_detections"]
 
 KIND = "predictions"  # the kind of output folder (jobs.io): --out replaces only earlier predictions
 OWN_FILES = {"detections.csv", "detections.json"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+CHUNK = 16  # pictures held in memory and handed to the detector at once
 
 
 class UnreadableFile(DataError):
@@ -47,8 +47,26 @@ class Predictions:
     unreadable: list[UnreadableFile]  # skipped, the others predicted
 
 
+@dataclass(frozen=True)
+class Picture:
+    """An image, or a video's frame, to detect on."""
+
+    source: Path
+    image: Image.Image
+    frame: int | None = None
+
+
+class Detector(Protocol):
+    """Detections on pictures, in their pixels: a local export (``Predictor``) or a Vertex AI endpoint
+    (``jobs.launch.predictions.EndpointPredictor``)."""
+
+    def detect_all(self, pictures: list[Picture], score_threshold: float) -> list[list[Detection]]: ...
+
+
 class Predictor:
     def __init__(self, model: Path):
+        from jobs.runtime.inference import load_detector  # TensorFlow: not for the endpoint's users
+
         self.detector = load_detector(str(model))
         self.classes = {class_id: name for name, class_id in label_maps.load(model / "label_map.pbtxt").items()}
 
@@ -66,6 +84,9 @@ class Predictor:
                       float(b[1]) * width, float(b[0]) * height, float(b[3]) * width, float(b[2]) * height, frame)
             for b, s, c in zip(found.boxes, found.scores, found.classes, strict=True) if s >= score_threshold
         ]
+
+    def detect_all(self, pictures: list[Picture], score_threshold: float) -> list[list[Detection]]:
+        return [self.detect(p.image, str(p.source), score_threshold, p.frame) for p in pictures]
 
 
 def video_frames(path: Path, every_s: float = 1.0) -> Iterator[tuple[int, Image.Image]]:
@@ -90,7 +111,7 @@ def video_frames(path: Path, every_s: float = 1.0) -> Iterator[tuple[int, Image.
         capture.release()
 
 
-def predict_paths(predictor: Predictor, inputs: list[Path], out: Path | None = None,
+def predict_paths(predictor: Detector, inputs: list[Path], out: Path | None = None,
                   score_threshold: float = 0.3, every_s: float = 1.0) -> Predictions:
     """Detect on image files, folders (their images and videos) and videos; with ``out``, write annotated
     copies (``<video stem>-frame<index>.jpg`` for frames) and ``detections.csv`` / ``detections.json`` into
@@ -106,20 +127,32 @@ def predict_paths(predictor: Predictor, inputs: list[Path], out: Path | None = N
         return _predict(predictor, paths, stage, score_threshold, every_s)
 
 
-def _predict(predictor: Predictor, paths: list[Path], out: Path | None, score_threshold: float,
+def _predict(predictor: Detector, paths: list[Path], out: Path | None, score_threshold: float,
              every_s: float) -> Predictions:
     detections: list[Detection] = []
     unreadable: list[UnreadableFile] = []
     names: set[str] = set()
+    pending: list[tuple[str, Picture]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        found = predictor.detect_all([picture for _, picture in pending], score_threshold)
+        for (name, picture), boxes in zip(pending, found, strict=True):
+            detections.extend(boxes)
+            if out:
+                draw(picture.image, boxes).save(out / _unique(name, names))
+        pending.clear()
+
     for path in paths:
         try:
             for name, image, frame in _pictures(path, every_s):
-                found = predictor.detect(image, str(path), score_threshold, frame)
-                detections += found
-                if out:
-                    draw(image, found).save(out / _unique(name, names))
+                pending.append((name, Picture(path, image, frame)))
+                if len(pending) >= CHUNK:
+                    flush()
         except UnreadableFile as err:
             unreadable.append(err)
+    flush()
     if out:
         write_detections(detections, out)
     return Predictions(detections, len(paths), unreadable)

@@ -3,7 +3,8 @@
 - ``VertexServer``: the v1 REST paths of Vertex AI custom jobs (create, get, list, cancel); records requests.
 - ``PredictionServer``: the v1 REST paths of the Vertex AI Model Registry (models:upload, get) and of endpoints
   (create, get, list, deployModel, undeployModel, delete); the changes are long-running operations that finish
-  after ``polls`` reads; records requests.
+  after ``polls`` reads; records requests. ``:predict`` runs ``serving`` (a real export's serving signature,
+  jobs.runtime.serve.Model) and refuses bodies over Vertex's 1.5 MB payload limit, as Vertex does.
 - ``RegistryServer``: Docker Registry v2 manifest HEADs, answering for the tags it holds.
 - ``CloudBuildServer``: Cloud Build's v1 REST builds (create returns a finished operation; a build "pushes"
   its image tag into the registry).
@@ -106,6 +107,9 @@ class VertexServer(_Server):
         return 404, {"error": {"code": 404, "message": f"{path} not found", "status": "NOT_FOUND"}}, {}
 
 
+PREDICT_PAYLOAD_LIMIT = 1_500_000  # "currently, 1.5MB": gcloud ai endpoints predict reference
+
+
 class PredictionServer(_Server):
     """Models and endpoints of one location, kept as the REST JSON Vertex AI answers with."""
 
@@ -116,6 +120,8 @@ class PredictionServer(_Server):
         self.operations: dict[str, list] = {}  # name -> [reads left before done, response]
         self.requests: list[tuple[str, str, dict]] = []
         self.polls = polls
+        self.serving = None  # a jobs.runtime.serve.Model answering :predict as the deployed model does
+        self.predict_bodies: list[int] = []  # the byte size of each :predict body
         self._ids = itertools.count(7000)
         super().__init__()
 
@@ -174,6 +180,8 @@ class PredictionServer(_Server):
             return self._missing(endpoint_name)
         if method == "GET" and not verb:
             return 200, endpoint, {}
+        if method == "POST" and verb == "predict":
+            return self._predict(endpoint, body)
         if method == "DELETE" and not verb:
             if endpoint["deployedModels"]:
                 return 400, {"error": {"code": 400, "message": "the endpoint has deployed models",
@@ -196,6 +204,19 @@ class PredictionServer(_Server):
                 key: value for key, value in endpoint["trafficSplit"].items() if key != gone}
             return 200, self._operation(endpoint_name, "UndeployModelResponse", {}), {}
         return self._missing(path)
+
+    def _predict(self, endpoint: dict, body: bytes):
+        from jobs.runtime.serve import BadRequest, Limits, parse_instances
+
+        self.predict_bodies.append(len(body))
+        if len(body) > PREDICT_PAYLOAD_LIMIT or not endpoint["deployedModels"] or self.serving is None:
+            return 400, {"error": {"code": 400, "message": "request too large or no model deployed",
+                                   "status": "INVALID_ARGUMENT"}}, {}
+        try:
+            answer = self.serving.predict(parse_instances(body, Limits()))
+        except BadRequest as err:
+            return 400, {"error": {"code": 400, "message": err.reason, "status": "INVALID_ARGUMENT"}}, {}
+        return 200, dict(answer, deployedModelId=endpoint["deployedModels"][0]["id"]), {}
 
     @staticmethod
     def _missing(name: str):

@@ -20,6 +20,9 @@ class OneBoxPerPicture:
     def detect(self, image, name: str, score_threshold: float = 0.3, frame: int | None = None) -> list[Detection]:
         return [Detection(name, "square", 1, 0.9, 1.0, 1.0, 5.0, 5.0, frame)]
 
+    def detect_all(self, pictures, score_threshold: float) -> list[list[Detection]]:
+        return [self.detect(p.image, str(p.source), score_threshold, p.frame) for p in pictures]
+
 
 @pytest.fixture
 def folder(tmp_path):
