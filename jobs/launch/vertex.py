@@ -164,17 +164,20 @@ class VertexLauncher:
         model_dir = self.stack.checkpoint_uri(run_id)  # where plan_training puts every run's checkpoints
         data_uri = resolve_data(self.stack, options.args.data) if options.args.data else None
         eval_dir = self.stack.run_uri(run_id, EVAL_DIR)
-        # The evaluator waits for the run and for each checkpoint as long as a training job may run (its default
-        # timeout), so a Spot gap does not end it before the last checkpoint; a --timeout given wins.
+        # The evaluator waits for the run and for each checkpoint as long as its training job may run, so a Spot
+        # gap does not end it before the last checkpoint: the default timeout here, the run's own once its record
+        # is read at launch (planning contacts nothing); a --timeout given wins.
         timeout_s = int(DEFAULT_TIMEOUT_HOURS * 3600)
-        wait = options.args.timeout if changed(options.args, ("timeout",)) else float(timeout_s)
+        given = changed(options.args, ("timeout",))
+        wait = options.args.timeout if given else float(timeout_s)
         job = replace(options.args, model_dir=model_dir, data=data_uri, continuous=True, eval_dir=eval_dir,
                       timeout=wait).check()
         labels = {"experiment": self.stack.experiment, "run": run_id, "kind": "evaluate"}
         spec = JobSpec(job, image_for("evaluate", accelerator), accelerator, 1, options.spot,
                        timeout_s, labels, f"{self.stack.experiment}-{run_id}-evaluate")
         return VertexPlan(run_id, spec, self.stack, data_uri, model_dir,
-                          {"accelerator": accelerator.name, "spot": options.spot, "eval_dir": eval_dir})
+                          {"accelerator": accelerator.name, "spot": options.spot, "eval_dir": eval_dir,
+                           "follows_training_timeout": not given})
 
     def launch(self, plan: Plan, confirm: Confirm | None = None, watch: Watch | None = None) -> Launched:
         """Submit the planned job once per run id, recorded in ``runs/<run-id>/run.json``. (``watch`` sees nothing:
@@ -185,6 +188,7 @@ class VertexLauncher:
             followed, _ = require(cloud.store, plan.run_id)
             check_followed(followed, plan)
             data_uri = data_uri or followed.dataset.get("uri")
+            plan = following_training_timeout(plan, followed)
         if cloud.preflight is not None:  # credentials, launch permissions, image, data (jobs.launch.doctor)
             cloud.preflight(plan.spec.image, data_uri)
         dataset: dict[str, Any] = {}
@@ -250,6 +254,19 @@ def resolve_data(stack: StackOutputs, data: str | None) -> str:
     if data is None:
         return stack.data_uri()
     return data.rstrip("/") if data.startswith("gs://") else stack.data_uri(data.strip("/"))
+
+
+def following_training_timeout(plan: VertexPlan, record: RunRecord) -> VertexPlan:
+    """An evaluation plan whose wait and job timeout are the followed run's training timeout, unless --timeout
+    was given."""
+    hours = record.config.get("timeout_hours")
+    if not plan.config.get("follows_training_timeout") or not isinstance(hours, (int, float)):
+        return plan
+    evaluator = plan.spec.args
+    assert isinstance(evaluator, EvalArgs)  # an evaluation plan runs the evaluator
+    timeout_s = int(hours * 3600)
+    args = replace(evaluator, timeout=float(timeout_s))
+    return replace(plan, spec=replace(plan.spec, args=args, timeout_s=timeout_s))
 
 
 def check_followed(record: RunRecord, plan: VertexPlan) -> None:

@@ -231,6 +231,22 @@ def test_state_polling_cancel_and_evaluation_job(cloud, vertex_server):
     assert launcher.cancel("live") == []  # nothing live any more: no second cancel
 
 
+def test_an_evaluation_waits_as_long_as_its_run_may_train_unless_told(cloud, vertex_server):
+    launcher = cloud()
+    train(launcher, options(accelerator="tpu-v3-8", run_id="long", timeout_hours=48.0))
+    plan = launcher.plan_evaluation(EvalOptions(EvalArgs(), "long", "gpu-t4-1"))
+    assert plan.spec.timeout_s == 24 * 3600  # planning reads nothing: the default until the record is read
+    launcher.launch(plan, yes)
+    job = submitted(vertex_server)
+    (pool,) = job.job_spec.worker_pool_specs
+    assert EvalArgs.from_argv(list(pool.container_spec.args)).timeout == 48 * 3600.0
+    assert job.job_spec.scheduling.timeout.total_seconds() == 48 * 3600
+    vertex_server.set_state(list(vertex_server.jobs)[-1], "JOB_STATE_CANCELLED")  # the evaluation ended
+    evaluate(launcher, "long", timeout=600.0)  # a --timeout given wins
+    (pool,) = submitted(vertex_server).job_spec.worker_pool_specs
+    assert EvalArgs.from_argv(list(pool.container_spec.args)).timeout == 600.0
+
+
 def test_an_unknown_run_is_one_error_wherever_it_is_named(cloud, vertex_server):
     launcher = cloud()
     for call in (lambda: evaluate(launcher, "ghost"), lambda: launcher.status("ghost"),
