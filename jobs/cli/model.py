@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -13,6 +13,9 @@ from jobs.cli.cloud import StackFile, StackName, run_job, show_metrics
 from jobs.console import console, errors, quiet_tensorflow, table
 from jobs.errors import DataError, UsageError
 from jobs.runtime.spec import EvalArgs, TrainArgs
+
+if TYPE_CHECKING:
+    from jobs.report.drawing import Detection
 
 
 @app.command()
@@ -125,12 +128,34 @@ def predict(
     = None,
     score_threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="detections below it are dropped")] = 0.3,
     every: Annotated[float, typer.Option(min=0.01, help="seconds between the video frames sampled")] = 1.0,
+    batch: Annotated[bool, typer.Option(
+        "--batch", help="a Vertex AI batch prediction job of the run's registered model over --images (with --stack "
+                        "and --run); --out gets detections.csv and .json")] = False,
+    run: Annotated[str | None, typer.Option(help="with --batch: the run whose model (`models upload`) predicts")]
+    = None,
+    images_uri: Annotated[str | None, typer.Option(
+        "--images", help="with --batch: a gs://BUCKET/folder/ of images (its subfolders too)")] = None,
+    machine_type: Annotated[str, typer.Option(help="with --batch: the prediction machine type")] = "n1-standard-4",
+    max_replicas: Annotated[int, typer.Option(min=1, help="with --batch: most machines at once")] = 1,
+    dry_run: Annotated[bool, typer.Option(help="with --batch: print the job request and contact nothing")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="with --batch: start without asking")] = False,
 ) -> None:
     """Detect objects in images and videos with an export or a Vertex AI endpoint; print a table, draw boxes on
-    copies, write the detections."""
+    copies, write the detections. With --batch: a Vertex AI batch prediction job over a gs:// folder."""
     from jobs.io import check_output_folder
     from jobs.runtime.predict import KIND, Detector, predict_paths
 
+    if batch:
+        if model or endpoint or preset or images:
+            raise UsageError("--batch takes --images gs://BUCKET/folder/ and --run, not --model, --endpoint, "
+                             "--preset or image files")
+        if not run or not images_uri:
+            raise UsageError("--batch needs --run RUN (its registered model) and --images gs://BUCKET/folder/")
+        _predict_batch(stack, stack_outputs, run, images_uri, out, score_threshold, machine_type, max_replicas,
+                       dry_run, yes)
+        return
+    if run or images_uri or dry_run or yes:
+        raise UsageError("--run, --images, --dry-run and --yes go with --batch")
     if (model is None) == (endpoint is None):
         raise UsageError("give one of --model EXPORT (this machine) or --endpoint ID (Vertex AI, with --stack)")
     if model is not None and (preset or stack or stack_outputs):
@@ -153,13 +178,7 @@ def predict(
         console.print(f"endpoint {predictor.endpoint}: images shrunk to fit {predictor.input_size} px", highlight=False)
     with console.status("detecting"):
         result = predict_paths(predictor, images, out, score_threshold, every)
-    found = result.detections
-    shown = 50  # all of them are in detections.csv
-    rows = [[Path(d.image).name + ("" if d.frame is None else f" #{d.frame}"), d.label, d.score,
-             f"{d.xmin:.0f},{d.ymin:.0f},{d.xmax:.0f},{d.ymax:.0f}"] for d in found[:shown]]
-    console.print(table("detections", ["image", "class", "score", "box (px)"], rows or [["-", "-", None, "-"]]))
-    if len(found) > shown:
-        console.print(f"… and {len(found) - shown} more")
+    _show_detections(result.detections)
     if out:
         console.print(f"annotated images, detections.csv and detections.json in {out}")
     for unreadable in result.unreadable:
@@ -167,6 +186,64 @@ def predict(
     if result.unreadable:
         raise DataError(f"{len(result.unreadable)} of {result.files} files could not be read (listed above); "
                         "the others were predicted")
+
+
+def _show_detections(found: list[Detection]) -> None:
+    shown = 50  # all of them are in detections.csv
+    rows = [[Path(d.image).name + ("" if d.frame is None else f" #{d.frame}"), d.label, d.score,
+             f"{d.xmin:.0f},{d.ymin:.0f},{d.xmax:.0f},{d.ymax:.0f}"] for d in found[:shown]]
+    console.print(table("detections", ["image", "class", "score", "box (px)"], rows or [["-", "-", None, "-"]]))
+    if len(found) > shown:
+        console.print(f"… and {len(found) - shown} more")
+
+
+def _predict_batch(stack: str | None, stack_outputs: Path | None, run: str, images: str, out: Path | None,
+                   score_threshold: float, machine_type: str, max_replicas: int, dry_run: bool, yes: bool) -> None:
+    """``predict --batch``: plan, (ask,) start, follow, gather (jobs.launch.batch)."""
+    import json
+    import sys
+
+    from jobs.io import check_output_folder, staged_dir
+    from jobs.launch.batch import BatchJobs, follow, gather, plan_batch, progress, start_batch
+    from jobs.runtime.predict import KIND, write_detections
+    from jobs.stack import load_stack_outputs
+
+    outputs = load_stack_outputs(stack, stack_outputs)
+    plan = plan_batch(outputs, run, images, machine_type, max_replicas)
+    console.print(plan.summary(), highlight=False)
+    if dry_run:
+        console.print_json(json.dumps(plan.request()))
+        return
+    if out is not None:
+        check_output_folder(out, KIND)
+    if not yes:
+        if not sys.stdin.isatty():
+            console.print("not a terminal: pass --yes to start the batch job")
+            raise typer.Exit(1)
+        if not typer.confirm("start?", default=False):
+            raise typer.Exit(1)
+    from google.cloud.storage import Client
+
+    from jobs.launch.runs import BucketRunStore
+
+    storage = Client(project=outputs.project)
+    jobs = BatchJobs(outputs)
+    started = start_batch(plan, BucketRunStore(outputs.runs_prefix, storage), storage, jobs)
+    console.print(f"started {started.name} ({started.model}) on {len(started.images)} images", highlight=False)
+    with console.status("batch job") as status:
+        ended = follow(jobs, started.name,
+                       lambda job: status.update(f"batch job {progress(job, len(started.images))}"))
+    console.print(f"batch job {progress(ended, len(started.images))}", highlight=False)
+    gathered = gather(storage, ended, started.images, score_threshold)
+    _show_detections(gathered.detections)
+    if out is not None:
+        with staged_dir(out, KIND) as stage:
+            write_detections(gathered.detections, stage)
+        console.print(f"detections.csv and detections.json of {gathered.predicted} images in {out}", highlight=False)
+    for error in gathered.errors:
+        errors.print(f"[yellow]no prediction[/yellow] {escape(error)}", highlight=False)
+    if gathered.errors:
+        raise DataError(f"{len(gathered.errors)} of {len(started.images)} images have no prediction (listed above)")
 
 
 @app.command()

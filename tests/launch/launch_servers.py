@@ -2,9 +2,11 @@
 
 - ``VertexServer``: the v1 REST paths of Vertex AI custom jobs (create, get, list, cancel); records requests.
 - ``PredictionServer``: the v1 REST paths of the Vertex AI Model Registry (models:upload, get) and of endpoints
-  (create, get, list, deployModel, undeployModel, delete); the changes are long-running operations that finish
-  after ``polls`` reads; records requests. ``:predict`` runs ``serving`` (a real export's serving signature,
-  jobs.runtime.serve.Model) and refuses bodies over Vertex's 1.5 MB payload limit, as Vertex does.
+  (create, get, list, deployModel, undeployModel, delete) and of batch prediction jobs (create, get: each get moves
+  the job to the next of ``batch_states``, and ``batch_output(job)`` writes the outputs when it succeeds); the
+  changes are long-running operations that finish after ``polls`` reads; records requests. ``:predict`` runs
+  ``serving`` (a real export's serving signature, jobs.runtime.serve.Model) and refuses bodies over Vertex's 1.5 MB
+  payload limit, as Vertex does.
 - ``RegistryServer``: Docker Registry v2 manifest HEADs, answering for the tags it holds.
 - ``CloudBuildServer``: Cloud Build's v1 REST builds (create returns a finished operation; a build "pushes"
   its image tag into the registry).
@@ -122,6 +124,9 @@ class PredictionServer(_Server):
         self.polls = polls
         self.serving = None  # a jobs.runtime.serve.Model answering :predict as the deployed model does
         self.predict_bodies: list[int] = []  # the byte size of each :predict body
+        self.batch_jobs: dict[str, dict] = {}
+        self.batch_states = ["JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED"]  # what the gets answer, the last one stays
+        self.batch_output = None  # job -> completionStats: writes the job's outputs under its gcsOutputDirectory
         self._ids = itertools.count(7000)
         super().__init__()
 
@@ -164,6 +169,10 @@ class PredictionServer(_Server):
             self.models[name] = model
             return 200, self._operation(name, "UploadModelResponse",
                                         {"model": name, "modelVersionId": model["versionId"]}), {}
+        if method == "POST" and path.endswith("/batchPredictionJobs"):
+            return self._create_batch(path, payload)
+        if method == "GET" and path in self.batch_jobs:
+            return 200, self._read_batch(path), {}
         if method == "GET" and path.partition("@")[0] in self.models:
             name, _, version = path.partition("@")
             found = [v for v in self.versions[name] if not version or version in (v["versionId"], *v["versionAliases"])]
@@ -204,6 +213,31 @@ class PredictionServer(_Server):
                 key: value for key, value in endpoint["trafficSplit"].items() if key != gone}
             return 200, self._operation(endpoint_name, "UndeployModelResponse", {}), {}
         return self._missing(path)
+
+    def _create_batch(self, path: str, payload: dict):
+        if payload.get("model", "").partition("@")[0] not in self.models:
+            return self._missing(payload.get("model", "(no model)"))
+        name = f"{path}/{next(self._ids)}"
+        self.batch_jobs[name] = dict(payload, name=name, state="JOB_STATE_PENDING", reads=0)
+        return 200, self._public(self.batch_jobs[name]), {}
+
+    def _read_batch(self, name: str) -> dict:
+        job = self.batch_jobs[name]
+        job["state"] = self.batch_states[min(job["reads"], len(self.batch_states) - 1)]
+        job["reads"] += 1
+        if job["state"] == "JOB_STATE_RUNNING":
+            job["completionStats"] = {"successfulCount": "1"}
+        if job["state"] == "JOB_STATE_SUCCEEDED" and "outputInfo" not in job:
+            # "prediction-<model display name>-<time>" below the prefix, as Vertex AI names it
+            prefix = job["outputConfig"]["gcsDestination"]["outputUriPrefix"]
+            job["outputInfo"] = {"gcsOutputDirectory": f"{prefix}/prediction-model-2026-12-06T05:00:00.000000Z"}
+            if self.batch_output is not None:
+                job["completionStats"] = self.batch_output(self._public(job))
+        return self._public(job)
+
+    @staticmethod
+    def _public(job: dict) -> dict:
+        return {key: value for key, value in job.items() if key != "reads"}
 
     def _predict(self, endpoint: dict, body: bytes):
         from jobs.runtime.serve import BadRequest, Limits, parse_instances
