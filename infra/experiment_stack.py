@@ -8,6 +8,7 @@ platform's shared TensorBoard instance. The platform's build account may read th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
@@ -51,7 +52,7 @@ class Experiment(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         self.platform = pulumi.StackReference(f"{name}-platform", stack_name=args.platform_stack, opts=child)
-        platform = {key: self.platform.require_output(key) for key in PLATFORM_OUTPUTS}
+        platform = {key: _platform_output(self.platform, key, args.platform_stack) for key in PLATFORM_OUTPUTS}
         # Every resource takes its project from this check, so none is created in the wrong project.
         self.project = platform["project"].apply(lambda project: _same_project(args, project))
 
@@ -260,6 +261,22 @@ class Experiment(pulumi.ComponentResource):
             "platformStack": args.platform_stack,
         }
         self.register_outputs(self.outputs)
+
+
+def _platform_output(platform: pulumi.StackReference, key: str, stack: str) -> pulumi.Output[Any]:
+    """An output of the platform stack, or an error that says what to do: a platform made by an older version of
+    this program lacks the output, and one made with another passphrase cannot be read (pulumi/examples#752)."""
+
+    def present(value: Any) -> Any:
+        if value is None:
+            raise pulumi.RunError(
+                f"platform stack {stack} has no output {key!r}: run `pulumi up --stack {stack}` first (a platform "
+                "made by an older version of this program lacks it). If it has the output, this experiment cannot "
+                "read it: give every stack of the project the same PULUMI_CONFIG_PASSPHRASE or secrets provider "
+                "(infra/README.md).")
+        return value
+
+    return platform.get_output(key).apply(present)
 
 
 def _same_project(args: ExperimentArgs, platform_project: str) -> str:

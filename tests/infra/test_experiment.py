@@ -211,10 +211,13 @@ def test_mismatches_with_the_platform_fail_with_what_to_set(
     assert says in str(error.value)
 
 
-def test_missing_platform_output_fails(platform: Deployment) -> None:
+def test_a_platform_output_it_cannot_read_fails_saying_what_to_do(platform: Deployment) -> None:
     outputs = {k: v for k, v in platform.outputs.items() if k != "repositoryId"}
-    with pytest.raises(Exception, match="repositoryId"):
+    with pytest.raises(pulumi.RunError) as error:
         deploy("exp-old", experiment_config(), {PLATFORM_STACK: outputs})
+    message = str(error.value)
+    assert f"platform stack {PLATFORM_STACK} has no output 'repositoryId'" in message
+    assert f"pulumi up --stack {PLATFORM_STACK}" in message and "same PULUMI_CONFIG_PASSPHRASE" in message
 
 
 @pytest.mark.parametrize(
