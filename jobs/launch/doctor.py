@@ -234,21 +234,18 @@ class Doctor:
         return ok(name, ", ".join(wanted))
 
     def project_permissions(self) -> Check:
+        return self._project_permissions("permissions: Vertex AI jobs", LAUNCH_PROJECT_PERMISSIONS, PROJECT_ROLE)
+
+    def build_permissions(self) -> Check:
+        return self._project_permissions("permissions: Cloud Build", BUILD_PROJECT_PERMISSIONS, BUILD_ROLE)
+
+    def _project_permissions(self, name: str, wanted: tuple[str, ...], role: str) -> Check:
         """Resource Manager v3 projects.testIamPermissions
         (cloud.google.com/resource-manager/reference/rest/v3/projects/testIamPermissions)."""
         project = self.stack.project
         return self._permissions(
-            "permissions: Vertex AI jobs",
-            f"{self.endpoints.resource_manager}/v3/projects/{project}:testIamPermissions", LAUNCH_PROJECT_PERMISSIONS,
-            f"gcloud projects add-iam-policy-binding {project} --member={self.caller.member} --role={PROJECT_ROLE}",
-            f"gcloud projects describe {project}")
-
-    def build_permissions(self) -> Check:
-        project = self.stack.project
-        return self._permissions(
-            "permissions: Cloud Build",
-            f"{self.endpoints.resource_manager}/v3/projects/{project}:testIamPermissions", BUILD_PROJECT_PERMISSIONS,
-            f"gcloud projects add-iam-policy-binding {project} --member={self.caller.member} --role={BUILD_ROLE}",
+            name, f"{self.endpoints.resource_manager}/v3/projects/{project}:testIamPermissions", wanted,
+            f"gcloud projects add-iam-policy-binding {project} --member={self.caller.member} --role={role}",
             f"gcloud projects describe {project}")
 
     def repository_permissions(self) -> Check:
