@@ -44,14 +44,20 @@ def confirmer(yes: bool) -> Confirm:
 
     def confirm(plan: Plan) -> bool:
         show_plan(plan)
-        if yes:
-            return True
-        if not sys.stdin.isatty():
-            console.print("not a terminal: pass --yes to launch")
-            return False
-        return typer.confirm("launch?", default=False)
+        return agreed(yes, "launch")
 
     return confirm
+
+
+def agreed(yes: bool, action: str) -> bool:
+    """Whether to go on with something billable: --yes, or the user's answer; without a terminal, --yes is
+    required."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        console.print(f"not a terminal: pass --yes to {action}")
+        return False
+    return typer.confirm(f"{action}?", default=False)
 
 
 def show_plan(plan: Plan) -> None:

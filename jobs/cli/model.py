@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from jobs.cli.app import app
-from jobs.cli.cloud import StackFile, StackName, run_job, show_metrics
+from jobs.cli.cloud import StackFile, StackName, agreed, run_job, show_metrics
 from jobs.console import console, errors, quiet_tensorflow, table
 from jobs.errors import DataError, UsageError
 from jobs.runtime.spec import EvalArgs, TrainArgs
@@ -201,7 +201,6 @@ def _predict_batch(stack: str | None, stack_outputs: Path | None, run: str, imag
                    score_threshold: float, machine_type: str, max_replicas: int, dry_run: bool, yes: bool) -> None:
     """``predict --batch``: plan, (ask,) start, follow, gather (jobs.launch.batch)."""
     import json
-    import sys
 
     from jobs.io import check_output_folder, staged_dir
     from jobs.launch.batch import BatchJobs, follow, gather, plan_batch, progress, start_batch
@@ -216,12 +215,8 @@ def _predict_batch(stack: str | None, stack_outputs: Path | None, run: str, imag
         return
     if out is not None:
         check_output_folder(out, KIND)
-    if not yes:
-        if not sys.stdin.isatty():
-            console.print("not a terminal: pass --yes to start the batch job")
-            raise typer.Exit(1)
-        if not typer.confirm("start?", default=False):
-            raise typer.Exit(1)
+    if not agreed(yes, "start the batch job"):
+        raise typer.Exit(1)
     from google.cloud.storage import Client
 
     from jobs.launch.runs import BucketRunStore

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from jobs.cli.app import app
-from jobs.cli.cloud import StackFile, StackName
+from jobs.cli.cloud import StackFile, StackName, agreed
 from jobs.console import console, table
 
 if TYPE_CHECKING:
@@ -99,12 +98,8 @@ def endpoints_deploy(
     if dry_run:
         console.print_json(json.dumps(plan.request()))
         return
-    if not yes:
-        if not sys.stdin.isatty():
-            console.print("not a terminal: pass --yes to deploy")
-            raise typer.Exit(1)
-        if not typer.confirm("deploy?", default=False):
-            raise typer.Exit(1)
+    if not agreed(yes, "deploy"):
+        raise typer.Exit(1)
     with console.status("deploying (minutes)"):
         found, deployed_id = Endpoints(outputs).deploy(plan, CloudSession.connect(outputs).store)
     console.print(f"deployed model {deployed_id} on {found.name}; traffic {dict(found.traffic_split)}",
