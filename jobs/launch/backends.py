@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol
 
 from jobs.console import NoiseFilter
-from jobs.launch.jobspec import JobSpec, custom_job, vertex_parent
+from jobs.launch.jobspec import JobSpec, custom_job, regional_endpoint, vertex_parent
 from jobs.runtime.spec import ProgressEvent, job_log
 from jobs.stack import StackOutputs
 
@@ -67,7 +67,7 @@ class VertexBackend:
         self.parent = vertex_parent(stack)
         self.client = JobServiceClient(
             credentials=credentials, transport="rest",
-            client_options={"api_endpoint": api_endpoint or f"{stack.region}-aiplatform.googleapis.com"})
+            client_options={"api_endpoint": api_endpoint or regional_endpoint(stack)})
 
     def submit(self, spec: JobSpec, image_uri: str, base_output_dir: str) -> JobInfo:
         job = custom_job(spec, self.stack, image_uri, base_output_dir)

@@ -44,6 +44,12 @@ def image_for(kind: str, accelerator: Accelerator) -> str:
     return "trainer" if kind == "train" and accelerator.device == "tpu" else "evaluator"
 
 
+def regional_endpoint(stack: StackOutputs) -> str:
+    """The Vertex AI API host of the stack's region: a request uses the locational endpoint of the region its
+    resources are in ("Vertex AI locations", docs.cloud.google.com/vertex-ai/docs/general/locations)."""
+    return f"{stack.region}-aiplatform.googleapis.com"
+
+
 def vertex_parent(stack: StackOutputs) -> str:
     """The location that custom jobs are created in."""
     return f"projects/{stack.project}/locations/{stack.region}"

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobs.dataset.gcs import UploadFailed, split_uri, upload_file
 from jobs.errors import DetectorError, UsageError
-from jobs.launch.jobspec import RUN_ID, vertex_parent
+from jobs.launch.jobspec import RUN_ID, regional_endpoint, vertex_parent
 from jobs.launch.runs import RunRecord, now, require
 from jobs.runtime.serve import DEFAULT_NAME, DEFAULT_PORT, HEALTH_ROUTE
 from jobs.stack import StackOutputs
@@ -133,7 +133,7 @@ class ModelRegistry:
 
 def vertex_endpoint(stack: StackOutputs) -> str:
     """The Vertex AI API of the stack's region, or ``$DETECTOR_VERTEX_ENDPOINT``."""
-    return os.environ.get(ENDPOINT_VARIABLE) or f"{stack.region}-aiplatform.googleapis.com"
+    return os.environ.get(ENDPOINT_VARIABLE) or regional_endpoint(stack)
 
 
 def plan_upload(stack: StackOutputs, run_id: str, export: str) -> UploadPlan:
