@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from jobs.dataset.beam import Job
 
 WORKER_IMAGE = "dataflow-worker"  # images/dataflow-worker, pushed to the platform's repository
-DEFAULT_MACHINE_TYPE = "n2-standard-4"
+DEFAULT_MACHINE_TYPE = "n2-standard-4"  # a choice of this tool (4 vCPUs, 16 GB); --machine-type picks another
 DEFAULT_MAX_WORKERS = 10
 JOB_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")  # Dataflow job names (Beam's own check)
 # Dataflow's prices are not kept here: the stored copy of the "Dataflow pricing" page lists the billed resources

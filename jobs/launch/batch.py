@@ -46,6 +46,8 @@ FILE_LIST = "images.txt"
 INSTANCES_FORMAT = "file-list"
 PREDICTIONS_FORMAT = "jsonl"
 RESULTS = "prediction.results-"  # the output files' names begin so
+# A choice of this tool: batch jobs take the machine types of Vertex AI "Configure compute resources for
+# prediction" (the same list as endpoints); --machine-type picks another.
 DEFAULT_MACHINE = "n1-standard-4"
 FIRST_POLL_S, MAX_POLL_S = 10.0, 60.0  # the wait between job reads doubles from the first to the most
 DONE = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED",

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from google.auth.credentials import Credentials
     from google.cloud.aiplatform_v1 import types
 
+# A choice of this tool (the smallest standard machine): the machine types a deployment may use are listed in
+# Vertex AI "Configure compute resources for prediction"; --machine-type picks another.
 DEFAULT_MACHINE = "n1-standard-2"
 OPERATION_TIMEOUT_S = 3600
 IDLE_BILLING = ("An endpoint bills for its machines every hour a model is deployed on it, even when no request "
