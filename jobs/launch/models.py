@@ -176,14 +176,19 @@ def stage_export(plan: UploadPlan, cloud: CloudSession) -> str:
         raise UsageError(f"no SavedModel in {plan.export}: give an export folder of `export --format saved_model` "
                          "(local or in the bucket)")
     files = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
+    names = [f"{prefix}/{relative}" for relative in files]
+    existing = {blob.name for blob in cloud.storage.list_blobs(bucket_name, prefix=f"{prefix}/")}
+    if set(names) <= existing:
+        return plan.artifact_uri  # uploaded before: the folder is named by the content hash of these very files
     uploaded: list[str] = []
     try:
-        for relative in files:
-            upload_file(bucket, local / relative, f"{prefix}/{relative}")
-            uploaded.append(relative)
+        for relative, name in zip(files, names, strict=True):
+            upload_file(bucket, local / relative, name)
+            uploaded.append(name)
     except (UploadFailed, OSError) as err:
-        _remove(bucket, [f"{prefix}/{relative}" for relative in uploaded])
-        raise UploadFailed(f"uploading {local} to {plan.artifact_uri} failed ({err}); the {len(uploaded)} files "
+        created = [name for name in uploaded if name not in existing]  # never what an earlier upload left there
+        _remove(bucket, created)
+        raise UploadFailed(f"uploading {local} to {plan.artifact_uri} failed ({err}); the {len(created)} files "
                            "already uploaded were removed and nothing was registered: rerun `models upload`") from None
     return plan.artifact_uri
 

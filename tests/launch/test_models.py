@@ -135,6 +135,19 @@ def test_a_failed_upload_leaves_no_file_and_registers_nothing(cloud, export, pre
     assert session.store.load("first")[0].model == {}
 
 
+def test_the_same_export_again_reuses_its_files_and_never_removes_them(cloud, export, prediction_server):
+    session, registry, bucket = cloud
+    first = upload_model(plan_upload(STACK, "first", str(export)), session, registry)
+    before = stored(bucket, "runs/first/exported/")
+    plan = plan_upload(STACK, "first", str(export))  # the same files: the same folder
+    weights = next(p for p in (export / "saved_model").rglob("*") if p.is_file() and p.name != "saved_model.pb")
+    weights.unlink()
+    weights.symlink_to("/proc/self/mem")  # unreadable now: an upload of it would fail
+    second = upload_model(plan, session, registry)
+    assert second.artifact_uri == first.artifact_uri and second.version_id == "2"
+    assert stored(bucket, "runs/first/exported/") == before  # version 1's files, untouched
+
+
 def test_an_unknown_run_uploads_nothing(cloud, export, prediction_server):
     session, registry, bucket = cloud
     with pytest.raises(UnknownRun):
