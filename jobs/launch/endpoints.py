@@ -145,13 +145,17 @@ class Endpoints:
         return list(self.client.list_endpoints(parent=vertex_parent(self.stack)))
 
     def find(self, display_name: str) -> types.Endpoint | None:
-        found = [e for e in self.list() if e.display_name == display_name]
+        """The experiment's endpoint of that name: one this tool created (its ``experiment`` label). An endpoint of
+        the same name that someone else made is never deployed to, undeployed from or deleted."""
+        found = [e for e in self.list()
+                 if e.display_name == display_name and e.labels.get("experiment") == self.stack.experiment]
         return found[0] if found else None
 
     def get(self, display_name: str) -> types.Endpoint:
         endpoint = self.find(display_name)
         if endpoint is None:
-            raise UsageError(f"no endpoint {display_name} in {vertex_parent(self.stack)}: see `endpoints list`")
+            raise UsageError(f"no endpoint {display_name} of experiment {self.stack.experiment} in "
+                             f"{vertex_parent(self.stack)}: see `endpoints list`")
         return endpoint
 
     def deploy(self, plan: DeployPlan, store: RunStore) -> tuple[types.Endpoint, str]:

@@ -157,7 +157,10 @@ class EndpointPredictor:
             return endpoint
         if endpoint.isdigit():
             return f"{vertex_parent(stack)}/endpoints/{endpoint}"
-        return str(self.endpoints.get(endpoint).name)
+        named = [e.name for e in self.endpoints.list() if e.display_name == endpoint]  # any: predicting changes nothing
+        if not named:
+            raise UsageError(f"no endpoint {endpoint} in {vertex_parent(stack)}: see `endpoints list`")
+        return str(named[0])
 
     def _deployed_input_size(self, api: str, credentials: Credentials | None) -> int:
         """The largest input size of the presets of the models deployed on the endpoint (their ``preset`` label)."""

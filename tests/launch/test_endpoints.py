@@ -70,6 +70,19 @@ def test_a_second_version_takes_its_share_and_undeploy_gives_it_back(cloud, pred
     assert endpoints.list() == []
 
 
+def test_an_endpoint_of_the_same_name_made_by_someone_else_is_left_alone(cloud, prediction_server):
+    endpoints, store = cloud
+    theirs = "projects/acme-ml/locations/us-central1/endpoints/theirs"
+    prediction_server.endpoints[theirs] = {"name": theirs, "displayName": "exp-prints", "deployedModels": [],
+                                           "trafficSplit": {}}
+    with pytest.raises(UsageError, match="no endpoint exp-prints of experiment exp-prints"):
+        endpoints.delete("exp-prints")
+    found, _ = endpoints.deploy(plan_deploy(STACK, "first"), store)
+    assert found.name != theirs and len(prediction_server.posted("/endpoints")) == 1  # a new one of its own
+    assert prediction_server.endpoints[theirs]["deployedModels"] == []
+    assert not any(theirs in path for method, path, _ in prediction_server.requests if method != "GET")
+
+
 def test_what_cannot_be_deployed_is_refused_before_any_change(cloud, prediction_server):
     endpoints, store = cloud
     with pytest.raises(UsageError, match="no registered model"):
