@@ -3,8 +3,9 @@
 Availability: Cloud TPU "TPU regions and zones" and Vertex AI "Locations" pages, read 2026-11-26 (Vertex
 offers TPU training in fewer regions than Compute Engine; GPUs are listed for the main training regions).
 Prices: USD per hour, us-central1. A job's bill is its accelerator (the GCP billing catalogue snapshot in
-shared/REFERENCE.md, 2025 or later) plus the Vertex AI training price of its machine type (``MACHINE_PRICES``);
-a part whose price is not in the documents is None, and the estimate then says "price unknown", never a guess.
+shared/REFERENCE.md, 2025 or later; H100: Vertex AI's training price) plus the Vertex AI training price of its
+machine type (``MACHINE_PRICES``); a part whose price is not in the documents is None, and the estimate then says
+"price unknown", never a guess.
 """
 
 from __future__ import annotations
@@ -14,16 +15,21 @@ from dataclasses import dataclass
 
 from jobs.errors import UsageError
 
-PRICES_AS_OF = ("accelerators: 2025 GCP billing catalogue snapshot (shared/REFERENCE.md); machines: Vertex AI "
-                "pricing page, looked up 2026-12-06; us-central1")
+PRICES_AS_OF = ("accelerators: 2025 GCP billing catalogue snapshot (shared/REFERENCE.md), H100 from Vertex AI's "
+                "training price (its pricing page as transcribed 2026-10-07); machines: Vertex AI pricing page, "
+                "looked up 2026-12-06; us-central1")
 AVAILABILITY_AS_OF = "2026-11-26, Cloud TPU regions-and-zones and Vertex AI locations pages"
 
 # Vertex AI's custom-training price of each machine type (the host, with Vertex AI's training charge), USD per hour
-# in us-central1: (on-demand, Spot). Source: "Vertex AI pricing", https://cloud.google.com/vertex-ai/pricing, looked
-# up 2026-12-06 with the search tool (corpora "docs" and "pages"): the stored copies of that page hold its opening
-# (AutoML node-hour prices) but not its custom-training tables, and no other Google document found gives these
-# prices. So none is known: None, which makes an estimate "price unknown". Fill them in from that page, with its
-# date, to make estimates the whole bill.
+# in us-central1: (on-demand, Spot). Source: "Vertex AI pricing", https://cloud.google.com/vertex-ai/pricing (now
+# https://cloud.google.com/products/gemini-enterprise-agent-platform/pricing), looked up 2026-12-06 with the search
+# tool: corpora "docs" and "pages" (the page in English, pt-BR, zh-CN, zh-TW, pl, hi, nl-NL; queries on its
+# custom-trained models tables, these machine types, ct5lp-hightpu, Spot), find_string on public repositories, and
+# the one transcription of the page found (api-evangelist/google-vertex-ai plans/google-vertex-ai-plans-pricing.yml,
+# "every price_text was found verbatim in the fetched page text", read 2026-10-07). The stored copies of the page
+# hold its opening (AutoML node-hour prices) only, and the transcription gives one machine, n1-standard-4
+# ("$0.21849885 / 1 hour"), which no job here uses. So none of these is known: None, which makes an estimate
+# "price unknown". Fill them in from that page, with its date, to make estimates the whole bill.
 MACHINE_PRICES: dict[str, tuple[float | None, float | None]] = {
     "cloud-tpu": (None, None),
     "ct5lp-hightpu-1t": (None, None),
@@ -141,9 +147,14 @@ def gpu_a100_1() -> Accelerator:
 
 @register_accelerator
 def gpu_h100_1() -> Accelerator:
+    # Vertex AI's training price of the accelerator: "Accelerator NVIDIA_H100_80GB (training)", "$9.79655057 / 1
+    # hour", from https://cloud.google.com/products/gemini-enterprise-agent-platform/pricing as transcribed verbatim
+    # on 2026-10-07 (api-evangelist/google-vertex-ai plans/google-vertex-ai-plans-pricing.yml; the transcription
+    # names no region; the catalogue's us-central1 figure was $9.80). No Spot figure kept. The other accelerators
+    # keep the catalogue's figures: no Vertex AI training price of theirs was found.
     return Accelerator("gpu-h100-1", "gpu", "a3-highgpu-1g", "NVIDIA_H100_80GB", 1, None, 1, 8,
                        frozenset({"us-central1", "us-east4", "us-west1", "europe-west4", "asia-southeast1"}),
-                       9.80, None)
+                       9.79655057, None)
 
 
 @register_accelerator

@@ -52,6 +52,29 @@ REPOSITORY_PERMISSIONS = ("artifactregistry.repositories.downloadArtifacts",)
 # projects.serviceAccounts.testIamPermissions (cloud.google.com/iam/docs/reference/rest/v1/projects.serviceAccounts).
 SERVICE_ACCOUNT_PERMISSIONS = ("iam.serviceAccounts.actAs",)
 
+# Vertex AI's quota metric of each training accelerator (aiplatform AcceleratorType name, and ct5lp-hightpu: TPU
+# v5e), from Google's own code, GoogleCloudPlatform/vertex-ai-samples
+# community-content/vertex_model_garden/model_oss/notebook_util/common_util.py (get_resource_id and check_quota;
+# last changed by commit e563a661 of 2025-06-17, read at cc0d791 of 2026-08-19 on 2026-12-06), which asks Service
+# Usage for "aiplatform.googleapis.com/custom_model_training_<suffix>" and compares its regional effectiveLimit
+# with the accelerator count (TPU v5e: chips; ct5lp-hightpu-4t needs 4). It names none for TPU v2 or machines
+# alone (CPUs); its "custom_model_training_preemptible_" metrics are for Dynamic Workload Scheduler, not Spot.
+QUOTA_SERVICE = "aiplatform.googleapis.com"
+TRAINING_QUOTA_METRICS = {"NVIDIA_TESLA_T4": "custom_model_training_nvidia_t4_gpus",
+                          "NVIDIA_L4": "custom_model_training_nvidia_l4_gpus",
+                          "NVIDIA_TESLA_A100": "custom_model_training_nvidia_a100_gpus",
+                          "NVIDIA_H100_80GB": "custom_model_training_nvidia_h100_gpus",
+                          "TPU_V3": "custom_model_training_tpu_v3",
+                          "TPU_V5e": "custom_model_training_tpu_v5e"}
+
+
+def training_quota_metric(accelerator_type: str | None, machine_type: str) -> str | None:
+    """The custom-training quota metric (without the service prefix) of a worker, None when no document names
+    one; Vertex takes TPU v5e by its ct5lp-hightpu machine type, with no accelerator type."""
+    return TRAINING_QUOTA_METRICS.get("TPU_V5e" if machine_type.startswith("ct5lp-hightpu-")
+                                      else accelerator_type or "")
+
+
 # Roles the fix commands grant, from the same documents.
 PROJECT_ROLE = "roles/aiplatform.user"
 BUILD_ROLE = "roles/cloudbuild.builds.editor"
@@ -339,14 +362,36 @@ class Doctor:
         return ok("dataset", f"{data_uri}/dataset.json")
 
     def quota(self, accelerator_name: str) -> Check:
-        """Not checked, on purpose: Google's documents name no quota metric per Vertex AI training accelerator
-        (Cloud Quotas quotaInfos.get and Service Usage consumerQuotaMetrics.get both need that id), and neither
-        API returns current usage, only limits."""
-        return not_checked(
-            f"quota: {accelerator_name}",
-            "not checked: no documented Vertex AI quota id per training accelerator to query; see "
-            f"https://console.cloud.google.com/iam-admin/quotas?project={self.stack.project} "
-            f"(service Vertex AI API, region {self.stack.region})")
+        """The region's Vertex AI custom-training quota of the accelerator against what one replica needs, on
+        demand: Service Usage v1beta1 services.consumerQuotaMetrics.get
+        (cloud.google.com/service-usage/docs/reference/rest/v1beta1/services.consumerQuotaMetrics, the
+        discovery document of the pinned google-api-python-client, revision 20260921), which gives each limit's
+        ``effectiveLimit`` per ``region`` bucket (-1 read as unlimited, as the API documents for overrides), not
+        current usage. Not checked where no metric is known (``TRAINING_QUOTA_METRICS``) or the API has none.
+        Spot is not told apart: no document names the quota a Spot training job uses."""
+        from jobs.launch.accelerators import get_accelerator
+
+        accelerator = get_accelerator(accelerator_name)
+        name, project, region = f"quota: {accelerator_name}", self.stack.project, self.stack.region
+        metric = training_quota_metric(accelerator.accelerator_type, accelerator.machine_type)
+        console = f"https://console.cloud.google.com/iam-admin/quotas?project={project}"
+        if metric is None:
+            return not_checked(name, f"not checked: no documented Vertex AI training quota metric for "
+                                     f"{accelerator_name}; see {console} (service Vertex AI API, region {region})")
+        need = accelerator.accelerator_count or accelerator.cores  # v5e: chips, which its machine type names
+        status, body = self._call(
+            "GET", f"{self.endpoints.service_usage}/v1beta1/projects/{project}/services/{QUOTA_SERVICE}/"
+                   f"consumerQuotaMetrics/{QUOTA_SERVICE}%2F{metric}")
+        if status != 200:
+            return not_checked(name, f"not checked: Service Usage answered {status} for {metric}: {_message(body)}")
+        limit = _regional_limit(body, region)
+        if limit is None:
+            return not_checked(name, f"not checked: {metric} has no limit for {region}")
+        if 0 <= limit < need:
+            return failed(name, f"{metric} in {region}: limit {limit}, one replica needs {need}",
+                          f"request more at {console}&metric={QUOTA_SERVICE}%2F{metric} (region {region}); "
+                          "see cloud.google.com/docs/quotas/view-manage#requesting_higher_quota")
+        return ok(name, f"{metric} in {region}: limit {'unlimited' if limit < 0 else limit} >= {need}")
 
 
 def diagnose(load: Callable[[], StackOutputs], stack_args: str, accelerator: str,
@@ -397,6 +442,21 @@ def require(checks: list[Check]) -> None:
         lines = "\n".join(f"  ✗ {c.name}: {c.detail}\n    fix: {c.fix}" for c in problems)
         raise PreflightError(f"not launched, {len(problems)} check(s) failed:\n{lines}\n"
                              "(`python -m jobs doctor` runs every check)")
+
+
+def _regional_limit(body: dict[str, Any], region: str) -> int | None:
+    """The smallest effectiveLimit over a ConsumerQuotaMetric's limits that applies in ``region``: its bucket
+    whose dimensions name the region, else its global bucket (no dimensions); -1 (unlimited) when every one that
+    applies is; None when none applies."""
+    limits = []
+    for quota_limit in body.get("consumerQuotaLimits", []):
+        buckets = quota_limit.get("quotaBuckets", [])
+        regional = [b for b in buckets if b.get("dimensions", {}).get("region") == region]
+        bucket = next(iter(regional or [b for b in buckets if not b.get("dimensions")]), None)
+        if bucket is not None and "effectiveLimit" in bucket:
+            limits.append(int(bucket["effectiveLimit"]))
+    bounded = [limit for limit in limits if limit >= 0]
+    return min(bounded) if bounded else (-1 if limits else None)
 
 
 def _message(body: dict[str, Any]) -> str:

@@ -13,7 +13,8 @@
 - gcp-storage-emulator for Cloud Storage (a real HTTP server).
 - ``TokenServer`` and ``service_account_key``: application-default credentials whose OAuth token endpoint is local.
 - ``PermissionsServer``: ``testIamPermissions`` of Resource Manager v3, IAM v1 or Artifact Registry v1, answering
-  with the permissions granted on each resource; ``ServiceUsageServer``: Service Usage v1 ``services:batchGet``.
+  with the permissions granted on each resource; ``ServiceUsageServer``: Service Usage v1 ``services:batchGet``
+  and v1beta1 ``consumerQuotaMetrics.get``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import os
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
 
@@ -347,20 +348,37 @@ class PermissionsServer(_Server):
 
 
 class ServiceUsageServer(_Server):
-    """``GET /v1/projects/P/services:batchGet?names=…``: each named service, ENABLED when in ``enabled``."""
+    """``GET /v1/projects/P/services:batchGet?names=…``: each named service, ENABLED when in ``enabled``;
+    ``GET /v1beta1/projects/P/services/S/consumerQuotaMetrics/S%2FMETRIC``: a ConsumerQuotaMetric whose one limit
+    has a global bucket (``effectiveLimit`` 0) and a bucket per region of ``quotas[METRIC]`` (404 for a metric
+    not there); ``quota_requests`` records the metrics asked."""
 
     def __init__(self):
         self.enabled: set[str] = set()
+        self.quotas: dict[str, dict[str, int]] = {}
+        self.quota_requests: list[str] = []
         super().__init__()
 
     def handle(self, method, path, body):
         url = urlparse(path)
+        if method == "GET" and "/consumerQuotaMetrics/" in url.path:
+            return self._quota(unquote(url.path.rsplit("/", 1)[-1]))
         if method != "GET" or not url.path.endswith("/services:batchGet"):
             return 404, {"error": {"code": 404, "message": "not found"}}, {}
         services = [{"name": name, "config": {"name": name.rsplit("/", 1)[-1]},
                      "state": "ENABLED" if name.rsplit("/", 1)[-1] in self.enabled else "DISABLED"}
                     for name in parse_qs(url.query).get("names", [])]
         return 200, {"services": services}, {}
+
+    def _quota(self, metric: str):
+        self.quota_requests.append(metric)
+        if metric not in self.quotas:
+            return 404, {"error": {"code": 404, "message": f"metric {metric} not found", "status": "NOT_FOUND"}}, {}
+        buckets = [{"effectiveLimit": "0", "defaultLimit": "0"},
+                   *({"effectiveLimit": str(limit), "defaultLimit": "0", "dimensions": {"region": region}}
+                     for region, limit in self.quotas[metric].items())]
+        return 200, {"metric": metric, "consumerQuotaLimits": [
+            {"metric": metric, "unit": "1/{project}/{region}", "quotaBuckets": buckets}]}, {}
 
 
 LAUNCHER = "launcher@acme-ml.iam.gserviceaccount.com"
@@ -376,6 +394,10 @@ HEALTHY_GRANTS = {
     "job account": {"iam.serviceAccounts.actAs"},
     "build account": {"iam.serviceAccounts.actAs"},
 }
+# Vertex AI custom-training quota metrics with room for one replica of each accelerator that has one in REGION.
+HEALTHY_QUOTAS = {f"aiplatform.googleapis.com/custom_model_training_{suffix}": {REGION: 8}
+                  for suffix in ("nvidia_t4_gpus", "nvidia_l4_gpus", "nvidia_a100_gpus", "nvidia_h100_gpus",
+                                 "tpu_v3", "tpu_v5e")}
 
 
 def experiment_outputs(bucket: str = BUCKET) -> dict[str, str]:
@@ -412,11 +434,12 @@ class FakeProject:
         }
 
     def make_healthy(self, storage_client) -> None:
-        """APIs on, launch permissions granted, both images pushed, prepared data in the bucket."""
+        """APIs on, launch permissions granted, training quota, both images pushed, prepared data in the bucket."""
         from jobs.launch.context import build_context
         from jobs.launch.doctor import required_apis
 
         self.service_usage.enabled = set(required_apis())
+        self.service_usage.quotas = {metric: dict(limits) for metric, limits in HEALTHY_QUOTAS.items()}
         self.resource_manager.granted[f"projects/{PROJECT}"] = set(HEALTHY_GRANTS["project"])
         self.artifact_registry.granted[REPOSITORY] = set(HEALTHY_GRANTS["repository"])
         self.iam.granted[f"projects/-/serviceAccounts/{JOB_ACCOUNT}"] = set(HEALTHY_GRANTS["job account"])

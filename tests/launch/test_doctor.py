@@ -49,9 +49,8 @@ def test_a_healthy_project_passes_every_check(fake_project, storage_emulator):
     checks = run_doctor(fake_project)
     assert checks["credentials"].status is Status.OK
     assert "launcher@acme-ml.iam.gserviceaccount.com" in checks["credentials"].detail
-    assert [c.name for c in checks.values() if c.status is not Status.OK] == ["quota: gpu-t4-1"]
-    assert checks["quota: gpu-t4-1"].status is Status.NOT_CHECKED
-    assert "not checked" in checks["quota: gpu-t4-1"].detail
+    assert [c.name for c in checks.values() if c.status is not Status.OK] == []
+    assert checks["quota: gpu-t4-1"].detail == "custom_model_training_nvidia_t4_gpus in us-central1: limit 8 >= 1"
     assert set(checks) >= {"stack outputs", "APIs enabled", "permissions: Vertex AI jobs", "permissions: Cloud Build",
                            "permissions: bucket", "permissions: image repository",
                            "permissions: act as the job account", "permissions: act as the build account",
@@ -62,6 +61,45 @@ def test_a_healthy_project_passes_every_check(fake_project, storage_emulator):
         "projects/-/serviceAccounts/detector-build-platform@acme-ml.iam.gserviceaccount.com",
         "projects/-/serviceAccounts/job-exp-prints@acme-ml.iam.gserviceaccount.com"]
     assert fake_project.artifact_registry.requests == ["projects/acme-ml/locations/us-central1/repositories/detector"]
+    assert fake_project.service_usage.quota_requests == [
+        "aiplatform.googleapis.com/custom_model_training_nvidia_t4_gpus"]
+
+
+@pytest.mark.parametrize(("accelerator", "metric", "need"), [
+    ("gpu-l4-1", "nvidia_l4_gpus", 1), ("gpu-a100-1", "nvidia_a100_gpus", 1), ("gpu-h100-1", "nvidia_h100_gpus", 1),
+    ("tpu-v3-8", "tpu_v3", 8), ("tpu-v5e-1", "tpu_v5e", 1), ("tpu-v5e-8", "tpu_v5e", 8)])
+def test_the_quota_check_asks_the_accelerators_training_metric(fake_project, storage_emulator, accelerator, metric,
+                                                                need):
+    fake_project.make_healthy(storage_emulator)
+    check = run_doctor(fake_project, accelerator)[f"quota: {accelerator}"]
+    assert check.status is Status.OK, check
+    assert check.detail == f"custom_model_training_{metric} in us-central1: limit 8 >= {need}"
+
+
+def test_a_regional_quota_below_the_need_fails_with_where_to_ask(fake_project, storage_emulator):
+    fake_project.make_healthy(storage_emulator)
+    fake_project.service_usage.quotas["aiplatform.googleapis.com/custom_model_training_tpu_v5e"] = {
+        "us-central1": 4, "us-west4": 8}
+    check = run_doctor(fake_project, "tpu-v5e-8")["quota: tpu-v5e-8"]
+    assert check.status is Status.FAILED
+    assert check.detail == "custom_model_training_tpu_v5e in us-central1: limit 4, one replica needs 8"
+    assert check.fix.startswith(
+        "request more at https://console.cloud.google.com/iam-admin/quotas?project=acme-ml"
+        "&metric=aiplatform.googleapis.com%2Fcustom_model_training_tpu_v5e (region us-central1)")
+    # no regional bucket: the global one (0) applies
+    fake_project.service_usage.quotas["aiplatform.googleapis.com/custom_model_training_tpu_v5e"] = {"us-west4": 8}
+    assert run_doctor(fake_project, "tpu-v5e-8")["quota: tpu-v5e-8"].detail.endswith("limit 0, one replica needs 8")
+
+
+def test_a_quota_without_a_known_or_exposed_metric_is_not_checked(fake_project, storage_emulator):
+    fake_project.make_healthy(storage_emulator)
+    for accelerator in ("tpu-v2-8", "cpu"):  # no document names their metric: nothing is asked
+        check = run_doctor(fake_project, accelerator)[f"quota: {accelerator}"]
+        assert check.status is Status.NOT_CHECKED and "no documented Vertex AI training quota metric" in check.detail
+    assert fake_project.service_usage.quota_requests == []
+    del fake_project.service_usage.quotas["aiplatform.googleapis.com/custom_model_training_nvidia_l4_gpus"]
+    check = run_doctor(fake_project, "gpu-l4-1")["quota: gpu-l4-1"]
+    assert check.status is Status.NOT_CHECKED and "Service Usage answered 404" in check.detail
 
 
 def test_a_tpu_accelerator_checks_the_trainer_image_too(fake_project, storage_emulator):
@@ -166,7 +204,7 @@ def test_cli_exits_0_on_a_healthy_project(fake_project, storage_emulator):
     fake_project.make_healthy(storage_emulator)
     done = run_cli(fake_project, "--accelerator", "gpu-t4-1")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("✓") == 11 and "✗" not in done.stdout
+    assert done.stdout.count("✓") == 12 and "✗" not in done.stdout
     assert "launcher@acme-ml.iam.gserviceaccount.com" in done.stdout
 
 
