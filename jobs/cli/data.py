@@ -29,8 +29,9 @@ REPORT_KIND = "check-report"  # data check --report: a file that a later --repor
 Input = Annotated[Path, typer.Option(
     "--input", help="label file or dataset folder: VoTT/datitran/Vertex AI CSV, VOC XML folder, COCO JSON, "
                     "YOLO data YAML or folder")]
-Images = Annotated[Path | None, typer.Option(
-    "--images", help="folder the image names are relative to (default: where the format keeps them)")]
+Images = Annotated[str | None, typer.Option(
+    "--images", help="folder (or gs://BUCKET/PREFIX: read there, not downloaded) the image names are relative to "
+                     "(default: where the format keeps them; the gs:// URIs of Vertex AI CSV labels)")]
 Format = Annotated[str, typer.Option("--format", help=f"auto (detected), or one of {', '.join(FORMATS)}")]
 ValFraction = Annotated[float, typer.Option(min=0.0, max=0.9, help="for images the format assigns no split")]
 Seed = Annotated[int, typer.Option(help="the train/val split of images the format assigns none")]
@@ -49,6 +50,17 @@ MaxPixels = Annotated[int, typer.Option(
     "--max-pixels", min=1, help="images whose header declares more pixels are dropped (I014), before any decode")]
 FollowSymlinks = Annotated[bool, typer.Option(
     "--follow-symlinks", help="use images behind symbolic links that lead out of the images folder (else I016)")]
+
+
+def _images(value: str | None) -> Path | str | None:
+    """--images: a folder, or a gs:// location kept as the URI it is."""
+    return value if value is None or value.startswith("gs://") else Path(value)
+
+
+def _local(value: str | None) -> Path | None:
+    """--images as a folder this command must not write into (a gs:// location cannot be one)."""
+    images = _images(value)
+    return images if isinstance(images, Path) else None
 
 
 @data_app.command("prepare")
@@ -98,7 +110,7 @@ def data_prepare(
     from jobs.dataset.pipeline import CheckOptions
     from jobs.dataset.prepare import PrepareFailed, PrepareOptions, is_gcs, prepare
 
-    given = CheckOptions(labels, images, fmt=fmt, val_fraction=val_fraction, seed=seed, label_map=label_map,
+    given = CheckOptions(labels, _images(images), fmt=fmt, val_fraction=val_fraction, seed=seed, label_map=label_map,
                          unlabeled_as_negatives=unlabeled_as_negatives, verify=verify, strict=strict,
                          workers=workers, download_to=download_to, max_pixels=max_pixels,
                          follow_symlinks=follow_symlinks)
@@ -165,8 +177,8 @@ def data_check(
     if report is not None:
         from jobs.io import check_output_file
 
-        check_output_file(report, REPORT_KIND, [labels, images, label_map, download_to], "--report")
-    options = CheckOptions(labels, images, fmt=fmt, val_fraction=val_fraction, seed=seed, label_map=label_map,
+        check_output_file(report, REPORT_KIND, [labels, _local(images), label_map, download_to], "--report")
+    options = CheckOptions(labels, _images(images), fmt=fmt, val_fraction=val_fraction, seed=seed, label_map=label_map,
                            unlabeled_as_negatives=unlabeled_as_negatives, verify=verify, strict=strict,
                            workers=workers, download_to=download_to, max_pixels=max_pixels,
                            follow_symlinks=follow_symlinks)
@@ -206,15 +218,15 @@ def data_stats(
     from jobs.dataset.stats import chart_data, write_stats
     from jobs.io import staged_dir
 
-    options = CheckOptions(labels, images, fmt=fmt, val_fraction=val_fraction, seed=seed, label_map=label_map,
-                           unlabeled_as_negatives=unlabeled_as_negatives, workers=workers,
+    options = CheckOptions(labels, _images(images), fmt=fmt, val_fraction=val_fraction, seed=seed,
+                           label_map=label_map, unlabeled_as_negatives=unlabeled_as_negatives, workers=workers,
                            download_to=download_to, max_pixels=max_pixels, follow_symlinks=follow_symlinks)
     try:
         with progress_bar("checking") as update:
             checked = check(options, lambda stage, done, total: update(done, total, stage=stage))
     except CheckFailed as failure:
         _fail(failure)
-    with staged_dir(out, "stats", [labels, images, label_map, download_to]) as stage:
+    with staged_dir(out, "stats", [labels, _local(images), label_map, download_to]) as stage:
         names = write_stats(stage, chart_data(checked))
     for name in names:
         console.print(str(out / name))

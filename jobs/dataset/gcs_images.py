@@ -1,5 +1,11 @@
-"""The gs:// images a label file names (Vertex AI CSV), downloaded into a local folder that then is the images folder.
+"""Images in Cloud Storage: listed where they are (``list_images``: what every engine reads from), or, with
+``--download-to``, downloaded into a local folder that then is the images folder (``download_images``).
 
+Listing: ``--images gs://bucket/prefix`` lists the prefix (names relative to it, as in a folder); labels that name
+``gs://`` URIs (Vertex AI CSV) without ``--images`` list their bucket below the names' common folder. Either way one
+listing gives every object's name, size and generation (the input fingerprint), and nothing is downloaded.
+
+Downloading:
 ``gs://bucket/a/b.jpg`` becomes ``DIR/a/b.jpg`` (the bucket name is dropped; two buckets with the same object path
 would collide). The folder is a cache: an object already there with the size GCS lists is not downloaded again.
 Downloads run in threads, each verified by CRC32C and written under a temporary name, then renamed. An object that
@@ -15,9 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from jobs.dataset.annotations import Labels
 from jobs.dataset.gcs import client, split_uri
+from jobs.dataset.locate import ObjectTree
 from jobs.dataset.parallel import Progress
-from jobs.errors import DetectorError
+from jobs.errors import DetectorError, UsageError
 
 if TYPE_CHECKING:
     from google.cloud.storage import Blob  # untyped (no py.typed): a name for the reader, Any to mypy
@@ -27,6 +35,50 @@ THREADS = 16  # downloads are network-bound
 
 class DownloadFailed(DetectorError):
     """An image could not be downloaded intact."""
+
+
+def list_images(images: str | None, labels: Labels, source: str) -> tuple[ObjectTree, dict[str, tuple[int, int]]]:
+    """The objects the images are looked for in, and each one's (bytes, generation); ``images`` is
+    ``gs://bucket/prefix``, or None for the gs:// URIs the labels name (``source``: the label file, for messages)."""
+    from google.api_core.exceptions import Forbidden, NotFound, Unauthorized
+
+    if images is None:
+        bucket, prefix = _named_location(labels, source)
+        first = next(image.uri for image in labels.images.values() if image.uri)
+        where, scan, relative_to = (f"{source} names gs:// images ({first}), read where they are; for a local copy "
+                                    "pass --images DIR or --download-to DIR"), False, ""
+    elif images.startswith("gs://"):
+        bucket, prefix = split_uri(images)
+        where, scan, relative_to = f"--images {images}", True, f"{prefix}/" if prefix else ""
+    else:
+        raise UsageError(f"--images {images}: a folder, or gs://BUCKET/PREFIX")
+    try:
+        storage = client()
+    except UsageError as err:
+        raise UsageError(f"{where}: {err}") from None
+    try:
+        objects = {blob.name.removeprefix(relative_to): (blob.size, blob.generation or 0)
+                   for blob in storage.list_blobs(bucket, prefix=f"{prefix}/" if prefix else None)
+                   if not blob.name.endswith("/")}  # "folder" placeholders some tools create
+    except NotFound:
+        raise UsageError(f"{where}: bucket gs://{bucket} does not exist") from None
+    except (Forbidden, Unauthorized) as err:
+        raise UsageError(f"{where}: no access to list gs://{bucket}/{prefix}: {err.message}; listing needs "
+                         "storage.objects.list on the bucket") from None
+    return ObjectTree(f"gs://{bucket}/{relative_to}".rstrip("/"), objects, scan), objects
+
+
+def _named_location(labels: Labels, source: str) -> tuple[str, str]:
+    """The bucket of the gs:// URIs the labels name, and their common folder (what is listed)."""
+    buckets = sorted({split_uri(image.uri)[0] for image in labels.images.values() if image.uri})
+    if not buckets:
+        raise UsageError(f"pass --images DIR (or gs://BUCKET/PREFIX), the folder the image names in {source} are "
+                         "relative to")
+    if len(buckets) > 1:
+        raise UsageError(f"{source} names images in {len(buckets)} buckets ({', '.join(buckets[:3])}); they are "
+                         "read from one: pass --download-to DIR to gather them in one folder")
+    names = sorted(image.filename for image in labels.images.values())
+    return buckets[0], os.path.commonprefix(names).rpartition("/")[0]
 
 
 def download_images(uris: Iterable[str], folder: Path, progress: Progress | None = None) -> int:

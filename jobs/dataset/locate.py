@@ -5,13 +5,19 @@ path through a symbolic link that leads out of the folder (unless links are foll
 matches a file only when letter case is ignored uses that file (and says so). A ``gs://bucket/a/b.jpg`` reference
 is looked for as ``a/b.jpg``, then as ``b.jpg``, so a folder made by ``gsutil cp -r gs://bucket/a DIR`` or by
 copying every image flat into DIR both work.
+
+The images folder may also be a Cloud Storage location (``ObjectTree``): its objects, listed once (names, sizes and
+generations; nothing downloaded), stand for the files. Cloud Storage has no folders and no links: only the letter-case
+and the flat-copy rules apply there.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Protocol
 
 from jobs.dataset.annotations import LabelledImage, Labels
 from jobs.dataset.findings import (
@@ -50,7 +56,71 @@ class Located:
     dropped_rows: int = 0
 
 
-class _Tree:
+class Tree(Protocol):
+    """The files below an images folder, as ``locate`` needs them."""
+
+    @property
+    def name(self) -> str:
+        """The folder's name: row locations of the files that no label names are ``name/file``."""
+
+    @property
+    def location(self) -> str:
+        """The whole folder, for messages."""
+
+    def find(self, name: str) -> str | None:
+        """The name as stored (letter case may differ), or None."""
+
+    def outside(self, name: str) -> str | None:
+        """Where ``name`` leads when that is outside the folder (through a link), else None."""
+
+    def image_files(self) -> Iterator[str]:
+        """The names of the image files below the folder (hidden ones and prepared outputs inside it skipped)."""
+
+
+class ObjectTree:
+    """The objects below a Cloud Storage location, from one listing: their names, relative to it. ``scan``: look
+    for images that no label names (not when the labels name whole ``gs://`` URIs: the bucket may hold anything)."""
+
+    def __init__(self, uri: str, names: Iterable[str], scan: bool = True):
+        self.uri = uri.rstrip("/")
+        self.names = set(names)
+        self.scan = scan
+        self._by_lower: dict[str, list[str]] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.uri
+
+    @property
+    def location(self) -> str:
+        return self.uri
+
+    def find(self, name: str) -> str | None:
+        if name in self.names:
+            return name
+        if self._by_lower is None:
+            self._by_lower = {}
+            for entry in sorted(self.names):
+                self._by_lower.setdefault(entry.lower(), []).append(entry)
+        found = self._by_lower.get(name.lower())
+        return found[0] if found else None
+
+    def outside(self, name: str) -> str | None:
+        return None  # no links in Cloud Storage
+
+    def image_files(self) -> Iterator[str]:
+        if not self.scan:
+            return
+        outputs = {name.rpartition("/")[0] for name in self.names if name.rpartition("/")[2] == OUTPUT_MARKER}
+        for name in sorted(self.names):
+            parts = name.split("/")
+            if (not any(part.startswith(".") for part in parts)
+                    and not any("/".join(parts[:depth]) in outputs for depth in range(1, len(parts)))
+                    and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES):
+                yield name
+
+
+class FolderTree:
     """Directory listings below the images folder, read once each."""
 
     def __init__(self, root: Path):
@@ -94,6 +164,25 @@ class _Tree:
         return "/".join(actual)
 
 
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    @property
+    def location(self) -> str:
+        return str(self.root)
+
+    def image_files(self) -> Iterator[str]:
+        for folder, dirs, files in os.walk(self.root):
+            if OUTPUT_MARKER in files and folder != str(self.root):  # an output of this tool: its charts are not data
+                dirs[:] = []
+                continue
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            rel = Path(folder).relative_to(self.root).as_posix()
+            for file in sorted(files):
+                if not file.startswith(".") and os.path.splitext(file)[1].lower() in IMAGE_SUFFIXES:
+                    yield file if rel == "." else f"{rel}/{file}"
+
     def outside(self, name: str) -> str | None:
         """Where ``name`` (as on disk) leads when it passes through a symbolic link to outside the root, else None.
         Set lookups for the names that pass through no link, nearly all of them; ``realpath`` for the others."""
@@ -116,11 +205,10 @@ def unsafe(name: str) -> bool:
     return name.startswith("/") or ".." in name.split("/") or name[1:2] == ":"
 
 
-def locate(images_dir: Path, labels: Labels, report: Report, unlabeled_as_negatives: bool,
+def locate(tree: Tree, labels: Labels, report: Report, unlabeled_as_negatives: bool,
            follow_symlinks: bool = False) -> Located:
     """Resolve every image of ``labels`` to its file; images not found (or, unless ``follow_symlinks``, behind a link
     out of the folder) are reported and their rows dropped."""
-    tree = _Tree(images_dir)
     located = Located()
     by_actual: dict[str, LabelledImage] = {}
     refused: set[str] = set()  # found, but behind a link out of the folder: labelled, not unlabeled
@@ -140,7 +228,7 @@ def locate(images_dir: Path, labels: Labels, report: Report, unlabeled_as_negati
         if actual is None:
             also = f" as {' or '.join(candidates)} ({item.uri})" if item.uri else ""
             report.add(MISSING_IMAGE, item.locations[0],
-                       f"image '{item.filename}' not found in {images_dir}{also} ({rows})")
+                       f"image '{item.filename}' not found in {tree.location}{also} ({rows})")
             located.dropped_rows += len(item.locations)
             continue
         target = None if follow_symlinks else tree.outside(actual)
@@ -171,26 +259,15 @@ def _link_message(name: str, target: str, rows: str) -> str:
             f"use it ({rows})")
 
 
-def _unlabeled(tree: _Tree, labels: Labels, named: set[str], located: Located, report: Report,
+def _unlabeled(tree: Tree, labels: Labels, named: set[str], located: Located, report: Report,
                as_negatives: bool, follow_symlinks: bool) -> None:
     """Images below the folder that no label names (hidden files and prepared outputs inside it are skipped)."""
-    images_dir = tree.root
-    unnamed = []
-    for folder, dirs, files in os.walk(images_dir):
-        if OUTPUT_MARKER in files and folder != str(images_dir):  # an output of this tool: its charts are not data
-            dirs[:] = []
-            continue
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        rel = Path(folder).relative_to(images_dir).as_posix()
-        names = set(files) if rel == "." else {f"{rel}/{file}" for file in files}
-        unnamed += sorted(name for name in names - named  # most are named: the few left are checked
-                          if not name.rpartition("/")[2].startswith(".")
-                          and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES)
+    unnamed = [name for name in tree.image_files() if name not in named]
     if not unnamed:
         return
     if as_negatives:
         for name in unnamed:
-            location = f"{images_dir.name}/{name}"
+            location = f"{tree.name}/{name}"
             target = None if follow_symlinks else tree.outside(name)
             if target is not None:
                 report.add(SYMLINK_OUTSIDE, location, _link_message(name, target, "not used"))
@@ -198,6 +275,6 @@ def _unlabeled(tree: _Tree, labels: Labels, named: set[str], located: Located, r
                 located.images.append(labels.add_negative(name, location))
         return
     examples = ", ".join(unnamed[:SHOWN]) + (f" and {len(unnamed) - SHOWN} more" if len(unnamed) > SHOWN else "")
-    report.add(UNLABELED_IMAGES, str(images_dir),
+    report.add(UNLABELED_IMAGES, tree.location,
                f"{len(unnamed)} image(s) are named by no label and not used: {examples}; pass "
                "--unlabeled-as-negatives to keep them as negatives (images without objects)")

@@ -25,7 +25,7 @@ from jobs.dataset.annotations import Box, LabelledImage, Labels
 from jobs.dataset.examine import ImageJob, ImageResult, examine_all
 from jobs.dataset.findings import DEFAULT_MAX_PIXELS, NEGATIVE_CONFLICT, NO_CLASSES, NOT_A_FILE, Report, Severity
 from jobs.dataset.images import ImageInfo
-from jobs.dataset.locate import Located, locate
+from jobs.dataset.locate import FolderTree, Located, Tree, locate
 from jobs.dataset.parallel import PARALLEL_FROM, Progress, parallel_map
 from jobs.dataset.readers import read_labels
 from jobs.dataset.readers.base import display_name
@@ -47,7 +47,7 @@ class CheckOptions:
     """What to read and how to check it: the options of ``data check``, and of ``data prepare`` before its output."""
 
     labels: Path
-    images: Path | None = None  # None: where the format keeps them (YOLO, VOC, COCO)
+    images: Path | str | None = None  # a folder or gs://bucket/prefix; None: where the format keeps them
     fmt: str = "auto"
     val_fraction: float = 0.2
     seed: int = 0
@@ -84,12 +84,12 @@ class Loaded:
     options: CheckOptions
     fmt: str
     labels: Labels
-    images_dir: Path
+    images_dir: Path | str  # a folder, or gs://bucket[/prefix]
     located: Located
     label_map: dict[str, int] | None
     report: Report  # the findings of reading and locating
     paths: dict[str, str]  # filename -> path
-    sizes: dict[str, tuple[int, int]]  # filename -> (bytes, mtime ns)
+    sizes: dict[str, tuple[int, int]]  # filename -> (bytes, mtime ns), or (bytes, generation) of an object
 
     def fingerprint(self, extra: Sequence[object] = ()) -> str:
         """Changes when a label file, an image file (name, size, mtime), an option or the checks change."""
@@ -131,7 +131,7 @@ class Checked:
     """A usable dataset: kept images by split with their checked boxes, the class ids and every finding."""
 
     fmt: str
-    images_dir: Path
+    images_dir: Path | str
     classes: dict[str, int]
     splits: dict[str, list[CheckedImage]]
     report: Report
@@ -156,29 +156,34 @@ class CheckFailed(DataError):
 
 
 def load(options: CheckOptions, progress: Progress | None = None) -> Loaded:
-    """Read the labels and find every image file; reader errors raise CheckFailed with their finding."""
+    """Read the labels and find every image file (or Cloud Storage object: listed, never downloaded, unless
+    ``download_to``); reader errors raise CheckFailed with their finding."""
     report = Report()
     try:
         fmt, labels = read_labels(options.labels, options.fmt, report)
     except DataError:
         raise CheckFailed(report) from None
     given_map = label_maps.load(options.label_map) if options.label_map else None
-    images_dir = options.images or labels.images_dir
+    images_dir: Path | str | None = options.images or labels.images_dir
     if options.download_to:
         images_dir = _download(options.download_to, options, labels, progress)
-    if images_dir is None:
-        remote = next((i.uri for i in labels.images.values() if i.uri), None)
-        hint = (f" The labels name gs:// images ({remote}): pass --download-to DIR to fetch them, or copy them "
-                f"(gsutil -m cp -r gs://{remote[5:].partition('/')[0]}/... DIR) and pass --images DIR."
-                if remote else "")
-        raise UsageError(f"pass --images DIR, the folder the image names in {options.labels.name} are "
-                         f"relative to.{hint}")
-    if not images_dir.is_dir():
-        raise UsageError(f"the images folder {images_dir} does not exist")
-    found = locate(images_dir, labels, report, options.unlabeled_as_negatives, options.follow_symlinks)
+    tree: Tree
+    if images_dir is None or isinstance(images_dir, str):
+        from jobs.dataset.gcs_images import list_images
+
+        tree, objects = list_images(images_dir, labels, options.labels.name)
+        images_dir = tree.uri
+    else:
+        if not images_dir.is_dir():
+            raise UsageError(f"the images folder {images_dir} does not exist")
+        tree = FolderTree(images_dir)
+    found = locate(tree, labels, report, options.unlabeled_as_negatives, options.follow_symlinks)
     folder = str(images_dir).rstrip("/")
     paths = {image.filename: f"{folder}/{image.filename}" for image in found.images}  # names are relative
-    sizes, refused_rows = _file_sizes(found.images, paths, report)
+    if isinstance(tree, FolderTree):
+        sizes, refused_rows = _file_sizes(found.images, paths, report)
+    else:
+        sizes, refused_rows = {image.filename: objects[image.filename] for image in found.images}, 0
     located = Located([image for image in found.images if image.filename in sizes],
                       found.dropped_rows + refused_rows)
     paths = {name: path for name, path in paths.items() if name in sizes}

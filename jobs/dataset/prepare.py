@@ -99,7 +99,8 @@ def prepare(options: PrepareOptions, progress: Progress | None = None) -> Prepar
 
 def _prepare(options: PrepareOptions, progress: Progress | None) -> PrepareResult:
     given = options.check
-    inputs = [given.labels, given.images, given.label_map, given.download_to]
+    inputs = [path if isinstance(path, Path) else None
+              for path in (given.labels, given.images, given.label_map, given.download_to)]
     try:
         if is_gcs(options.out):
             return _prepare_gcs(options, progress, inputs)
@@ -113,7 +114,8 @@ def _prepare_into(claim: OutputClaim, options: PrepareOptions, progress: Progres
     """A local output folder, locked by this run: rewritten unless inputs and output are as the last run left them."""
     previous = _previous(claim.out)
     loaded = load(options.check, progress)
-    claim.refuse_inputs([loaded.images_dir])
+    if isinstance(loaded.images_dir, Path):
+        claim.refuse_inputs([loaded.images_dir])
     fingerprint = options.fingerprint(loaded)
     damage: list[str] = []
     if previous and previous[0].get("input_fingerprint") == fingerprint:

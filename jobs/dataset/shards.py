@@ -191,7 +191,7 @@ def read_image(path: str) -> bytes | None:
         os.close(handle)
 
 
-_storage: Client | None = None  # one Cloud Storage client per worker process, made on its first gs:// image
+_storage: dict[str | None, Client] = {}  # a Cloud Storage client per process and endpoint, made on first use
 
 
 def read_object(uri: str) -> bytes | None:
@@ -203,12 +203,12 @@ def read_object(uri: str) -> bytes | None:
 
     from jobs.dataset.gcs import client, split_uri
 
-    global _storage
-    if _storage is None:
-        _storage = client()
+    endpoint = os.environ.get("STORAGE_EMULATOR_HOST")  # set by tests: each test's emulator has its own port
+    if endpoint not in _storage:
+        _storage[endpoint] = client()
     bucket, name = split_uri(uri)
     try:
-        data: bytes = _storage.bucket(bucket).blob(name).download_as_bytes(checksum="crc32c")
+        data: bytes = _storage[endpoint].bucket(bucket).blob(name).download_as_bytes(checksum="crc32c")
     except (GoogleAPIError, DataCorruption, RequestException):
         return None
     return data

@@ -6,6 +6,7 @@ Charts are drawn with Pillow (``charts.py``), the sample grid from downscaled de
 
 from __future__ import annotations
 
+import io
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from jobs.dataset.annotations import Box
 from jobs.dataset.charts import Chart, bin_counts
 from jobs.dataset.images import pillow_unlimited
 from jobs.dataset.pipeline import Checked, CheckedImage
+from jobs.dataset.shards import read_object
 from jobs.report import drawing
 
 SAMPLES = 16
@@ -129,7 +131,13 @@ def _samples(stream: BinaryIO, data: ChartData) -> None:
     grid = Image.new("RGB", (columns * TILE, rows * TILE), (32, 32, 32))
     class_ids = {name: index + 1 for index, name in enumerate(data.classes)}  # label-map ids: the class colours
     for index, item in enumerate(picked):
-        with pillow_unlimited(), Image.open(item.path) as source:  # within --max-pixels, checked
+        if item.path.startswith("gs://"):  # a sample of a dataset read in Cloud Storage: these few are downloaded
+            if (content := read_object(item.path)) is None:
+                continue  # read by the check a moment ago; left blank rather than failing the dataset
+            image: str | io.BytesIO = io.BytesIO(content)
+        else:
+            image = item.path
+        with pillow_unlimited(), Image.open(image) as source:  # within --max-pixels, checked
             source.draft("RGB", (TILE, TILE))
             source.seek(0)
             tile = source.convert("RGB")
