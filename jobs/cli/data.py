@@ -6,6 +6,7 @@ Exit codes: 0 the data is usable (warnings allowed), 1 fatal data errors (with `
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -13,6 +14,7 @@ import typer
 from rich.markup import escape
 
 from jobs.cli.app import data_app
+from jobs.cli.cloud import agreed
 from jobs.console import console, errors, progress_bar, table
 from jobs.dataset.findings import DEFAULT_MAX_PIXELS, RULES
 from jobs.errors import UsageError
@@ -20,7 +22,7 @@ from jobs.errors import UsageError
 if TYPE_CHECKING:
     from jobs.dataset.findings import Report
     from jobs.dataset.pipeline import Checked, CheckFailed, VerifyCounts
-    from jobs.dataset.prepare import DatasetSummary
+    from jobs.dataset.prepare import DatasetSummary, OnDataflow
 
 FORMATS = ("vott-csv", "datitran-csv", "vertex-csv", "voc-xml", "coco-json", "yolo")  # jobs.dataset.readers
 SHOWN = 20
@@ -86,7 +88,7 @@ def data_prepare(
         "--engine", help="what reads, checks and writes the images: local (worker processes on this machine), "
                          "beam (the same as an Apache Beam pipeline on Beam's DirectRunner, multi-process on this "
                          "machine; both write the same records) or dataflow (the Beam pipeline as a Dataflow job of "
-                         "--stack: --dry-run shows it)")] = "local",
+                         "--stack, reading gs:// images where they are, writing a gs:// --out)")] = "local",
     stack: Annotated[str | None, typer.Option(
         "--stack", help="--engine dataflow: the experiment stack the job runs in (read with the Pulumi CLI)")] = None,
     stack_outputs: Annotated[Path | None, typer.Option(
@@ -100,22 +102,27 @@ def data_prepare(
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="--engine dataflow: show the job, its price and its pipeline options; submit nothing")]
     = False,
+    yes: Annotated[bool, typer.Option(
+        "--yes", help="--engine dataflow: submit without asking (required without a terminal)")] = False,
 ) -> None:
     """Validate labels and images, split by image, write TFRecords, label map, COCO ground truth and charts."""
-    if engine == "dataflow":
-        _prepare_on_dataflow(out, stack, stack_outputs, max_workers, machine_type, dry_run)
-        return
-    if stack or stack_outputs or dry_run:
-        raise UsageError("--stack, --stack-outputs and --dry-run are options of --engine dataflow")
     from jobs.dataset.pipeline import CheckOptions
     from jobs.dataset.prepare import PrepareFailed, PrepareOptions, is_gcs, prepare
 
+    dataflow = None
+    if engine == "dataflow":
+        dataflow = _on_dataflow(out, stack, stack_outputs, max_workers, machine_type, dry_run, yes)
+        if dataflow is None:
+            return
+        engine = "local"  # what PrepareOptions validates; the Dataflow job writes instead
+    elif stack or stack_outputs or dry_run or yes:
+        raise UsageError("--stack, --stack-outputs, --dry-run and --yes are options of --engine dataflow")
     given = CheckOptions(labels, _images(images), fmt=fmt, val_fraction=val_fraction, seed=seed, label_map=label_map,
                          unlabeled_as_negatives=unlabeled_as_negatives, verify=verify, strict=strict,
                          workers=workers, download_to=download_to, max_pixels=max_pixels,
                          follow_symlinks=follow_symlinks)
     options = PrepareOptions(given, out if is_gcs(out) else Path(out), num_shards=num_shards, stats=stats,
-                             engine=engine)
+                             engine=engine, dataflow=dataflow)
     try:
         with progress_bar("preparing") as update:
             result = prepare(options, lambda stage, done, total: update(done, total, stage=stage))
@@ -134,22 +141,36 @@ def data_prepare(
     console.print(f"output {state}: {result.out}")
 
 
-def _prepare_on_dataflow(out: str, stack: str | None, stack_outputs: Path | None, max_workers: int,
-                         machine_type: str, dry_run: bool) -> None:
-    """The Dataflow job of the stack: shown with its price and options (--dry-run), never submitted yet."""
+def _on_dataflow(out: str, stack: str | None, stack_outputs: Path | None, max_workers: int, machine_type: str,
+                 dry_run: bool, yes: bool) -> OnDataflow | None:
+    """The Dataflow job of the stack; --dry-run shows it with its price and options and submits nothing (None)."""
     import json
 
     from jobs.dataset.dataflow import PRICES_SOURCE, DataflowPlan
+    from jobs.dataset.prepare import OnDataflow
     from jobs.stack import load_stack_outputs
 
     plan = DataflowPlan.make(load_stack_outputs(stack, stack_outputs), out, max_workers, machine_type)
-    console.print(f"{plan.summary()}; price unknown", highlight=False)
-    console.print(f"  prices: {PRICES_SOURCE}", style="dim", highlight=False)
-    if not dry_run:
-        raise UsageError("--engine dataflow submits nothing yet: its workers read gs:// images, and `data prepare` "
-                         "does not list the objects of gs:// labels yet. Use --dry-run to see the job, or "
-                         "--engine beam (with --download-to DIR for gs:// images) to prepare the data here.")
-    console.print_json(json.dumps(plan.request()))
+
+    def show(detail: str = "") -> None:
+        console.print(f"{plan.summary()}{detail}; price unknown", highlight=False)
+        console.print(f"  prices: {PRICES_SOURCE}", style="dim", highlight=False)
+
+    if dry_run:
+        show()
+        console.print_json(json.dumps(plan.request()))
+        return None
+
+    def confirm(images: int, size: int) -> bool:
+        show(f", {images:,} images ({size / 1e9:.2f} GB)")
+        return agreed(yes, "submit the Dataflow job")
+
+    def cancel() -> bool:
+        if not sys.stdin.isatty():
+            return True  # interrupted without a terminal to ask: stop paying for it
+        return typer.confirm(f"\ncancel Dataflow job {plan.job_name}?", default=True)
+
+    return OnDataflow(plan, confirm, cancel)
 
 
 @data_app.command("check")

@@ -6,8 +6,9 @@ The driver has planned (``pipeline.load`` and ``plan``: labels are small) and fi
 ``examine.examine``, ``records.RecordEncoder``: the local engine's checks and bytes), groups the records by shard and
 writes each shard in plan order (``tfrecord.frame``), so that a shard holds the records the local engine's would, in
 the same order. Each shard's writer leaves what ``pipeline.finish`` needs (every image's result, each record's digest
-line) in a folder of its own; the driver reads it back into a ``shards.Written``. The workers import this module:
-nothing here imports TensorFlow or the CLI.
+line) as JSON in a folder of its own; the driver reads it back into a ``shards.Written``. Counters in the ``detector``
+namespace (images read, findings) let a driver follow a job that runs elsewhere (``dataflow.follow``). The workers
+import this module: nothing here imports TensorFlow or the CLI.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import pickle
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -24,11 +24,13 @@ from pathlib import Path
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import PCollection
 
 from jobs.dataset.annotations import Box
 from jobs.dataset.examine import ImageJob, PackedResult, examine
+from jobs.dataset.findings import Finding
 from jobs.dataset.images import record_bytes
 from jobs.dataset.parallel import Progress
 from jobs.dataset.records import RecordEncoder
@@ -39,6 +41,8 @@ STAGE = "write"  # the progress stage, as the local engine's
 Job = tuple[int, int, ImageJob]  # shard, position in the shard, the image's job
 Encoded = tuple[int, str, PackedResult, bytes | None]  # position, filename, result, the record (None: not kept)
 Outcome = tuple[ShardEntry, list[PackedResult], list[str]]  # as ``shards.write_shard`` returns
+COUNTERS = "detector"  # the namespace of the pipeline's counters
+IMAGES, FINDINGS = "images", "findings"  # images read and examined; findings about them
 
 
 class ExamineAndEncode(beam.DoFn):
@@ -47,6 +51,8 @@ class ExamineAndEncode(beam.DoFn):
     def __init__(self, classes: dict[str, int]):
         self._classes = classes
         self._encoder: RecordEncoder | None = None
+        self._images = Metrics.counter(COUNTERS, IMAGES)
+        self._findings = Metrics.counter(COUNTERS, FINDINGS)
 
     def setup(self) -> None:
         self._encoder = RecordEncoder(self._classes)
@@ -60,11 +66,13 @@ class ExamineAndEncode(beam.DoFn):
             info = result.info
             record = b"".join(self._encoder.encode(record_bytes(data, info), info.record_format, info.width,
                                                    info.height, job.filename, job.source_id, result.boxes))
+        self._images.inc()  # type: ignore[no-untyped-call]
+        self._findings.inc(len(result.findings))  # type: ignore[no-untyped-call]
         yield shard, (position, job.filename, result.packed(job), record)
 
 
 class WriteShard(beam.DoFn):
-    """Write one shard's records in plan order, then its outcome (``Outcome``, pickled) into ``outcomes``."""
+    """Write one shard's records in plan order, then its outcome (``Outcome``, as JSON) into ``outcomes``."""
 
     def __init__(self, paths: list[str], outcomes: str):
         self._paths = paths
@@ -86,12 +94,12 @@ class WriteShard(beam.DoFn):
         outcome: Outcome = (digest.entry(), results, digest.records)
         with FileSystems.create(outcome_path(self._outcomes, shard),
                                 compression_type=CompressionTypes.UNCOMPRESSED) as stream:
-            stream.write(pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL))
+            stream.write(json.dumps(outcome, separators=(",", ":")).encode())
         yield shard
 
 
 def outcome_path(folder: str, shard: int) -> str:
-    return f"{folder.rstrip('/')}/shard-{shard:05d}.pickle"
+    return f"{folder.rstrip('/')}/shard-{shard:05d}.json"
 
 
 def direct_options(workers: int | None) -> PipelineOptions:
@@ -172,5 +180,14 @@ def quiet_beam() -> Iterator[None]:
 
 def read_outcome(folder: str, shard: int) -> Outcome:
     with FileSystems.open(outcome_path(folder, shard), compression_type=CompressionTypes.UNCOMPRESSED) as stream:
-        outcome: Outcome = pickle.loads(stream.read())
-    return outcome
+        return parse_outcome(stream.read())
+
+
+def parse_outcome(data: bytes) -> Outcome:
+    """A shard's outcome from its JSON: data, never code (no pickle), though it comes from a bucket."""
+    entry, results, records = json.loads(data)
+    packed: list[PackedResult] = [(None if info is None else tuple(info),
+                                   None if boxes is None else tuple(tuple(box) for box in boxes),
+                                   tuple(Finding(*finding) for finding in findings), written, dropped)
+                                  for info, boxes, findings, written, dropped in results]
+    return entry, packed, records

@@ -7,24 +7,33 @@ the workers import). The jobs go to the workers as a JSONL file under the tempor
 ``ReadFromText``: the job's graph stays small however many images there are ("Request quotas", Dataflow docs: the
 service accepts job requests of up to 20 MB).
 
-Planning contacts nothing: ``--dry-run`` shows the options the job is created with. Nothing here imports
-TensorFlow or the CLI.
+Planning contacts nothing: ``--dry-run`` shows the options the job is created with. A run (``run_job``) writes the
+jobs file, creates the job, follows it (its state, and the pipeline's counters through the Dataflow API: images read,
+findings) until it ends, and reads back what each shard's writer left under the job's work prefix; the caller then
+publishes the dataset (the shards copied within Cloud Storage, nothing downloaded) and the work prefix is removed,
+whether the job succeeded, failed or was cancelled. Nothing here imports TensorFlow or the CLI.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from jobs.errors import UsageError
+from jobs.dataset.parallel import Progress
+from jobs.dataset.shards import ShardTask, Written
+from jobs.errors import DetectorError, UsageError
 from jobs.stack import StackOutputs
 
 if TYPE_CHECKING:
-    from apache_beam.runners.runner import PipelineResult
+    from apache_beam.runners.dataflow.dataflow_runner import DataflowPipelineResult
 
     from jobs.dataset.beam import Job
+    from jobs.dataset.pipeline import Plan
 
 WORKER_IMAGE = "dataflow-worker"  # images/dataflow-worker, pushed to the platform's repository
 DEFAULT_MACHINE_TYPE = "n2-standard-4"  # a choice of this tool (4 vCPUs, 16 GB); --machine-type picks another
@@ -33,6 +42,21 @@ JOB_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")  # Dataflow job name
 # Dataflow's prices are not kept here: the stored copy of the "Dataflow pricing" page lists the billed resources
 # (worker vCPU, memory and Persistent Disk per hour, Dataflow Shuffle per GB) but no figures.
 PRICES_SOURCE = "Dataflow pricing (cloud.google.com/dataflow/pricing): no figures kept, price unknown"
+POLL_S = 10.0  # between two looks at the job's state and counters
+CANCEL_WAIT_S = 300.0  # how long a cancelled job is waited for before its work prefix is removed anyway
+# Beam's PipelineState names of the Dataflow job states after which nothing runs any more
+ENDED = frozenset({"DONE", "FAILED", "CANCELLED", "DRAINED", "UPDATED", "STOPPED"})
+STAGE = "dataflow"
+
+
+class DataflowJobFailed(DetectorError):
+    """The Dataflow job ended without success; nothing was published."""
+
+
+class DataflowJobCancelled(DetectorError):
+    """The user cancelled the Dataflow job; nothing was published."""
+
+    exit_code = 130
 
 
 @dataclass(frozen=True)
@@ -138,7 +162,7 @@ def write_jobs(uri: str, jobs: list[Job]) -> None:
 
 
 def submit(plan: DataflowPlan, jobs: list[Job], classes: dict[str, int], paths: list[str],
-           **overrides: Any) -> PipelineResult:
+           **overrides: Any) -> DataflowPipelineResult:
     """Write the jobs file, then create the Dataflow job (not waiting for it); ``overrides`` are further pipeline
     options (tests: ``dataflow_endpoint``, ``no_auth``)."""
     import apache_beam as beam
@@ -150,4 +174,131 @@ def submit(plan: DataflowPlan, jobs: list[Job], classes: dict[str, int], paths: 
     pipeline = beam.Pipeline(options=PipelineOptions(flags=[], **(plan.options() | overrides)))  # not sys.argv
     build(read_jobs(pipeline, plan.jobs_uri), classes, paths, f"{plan.work_prefix}/outcomes")
     with quiet_beam():
-        return pipeline.run()
+        result = pipeline.run()
+    return cast("DataflowPipelineResult", result)  # the DataflowRunner's
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A finished job's shards, as the local engine's ``write`` returns them, and the objects that hold them."""
+
+    written: Written
+    shards: dict[str, tuple[str, int]]  # file name in the dataset -> (its object's URI, bytes)
+
+
+@contextlib.contextmanager
+def run_job(plan: DataflowPlan, planned: Plan, num_shards: int | None, shard_bytes: int,
+            progress: Progress | None = None, cancel: Callable[[], bool] = lambda: True, poll_s: float = POLL_S,
+            **overrides: Any) -> Iterator[Finished]:
+    """Run the plan's images as a Dataflow job and yield its shards; the job's work prefix is removed when the
+    caller is done with them, or when anything fails. ``cancel`` is asked on Ctrl-C (True: cancel the job)."""
+    from jobs.dataset.beam import plan_jobs
+    from jobs.dataset.shards import collect, shard_tasks
+
+    tasks = shard_tasks(f"{plan.work_prefix}/shards", planned.splits, num_shards, shard_bytes, plan.max_workers)
+    jobs = plan_jobs(tasks, planned.splits)
+    try:
+        result = submit(plan, jobs, planned.classes, [task.path for task in tasks], **overrides)
+        follow(plan, result, len(jobs), progress, cancel, poll_s)
+        outcomes = read_outcomes(plan, len(tasks))
+        yield Finished(collect(planned.splits, tasks, outcomes), shard_objects(tasks))
+    finally:
+        remove_prefix(plan.work_prefix)
+
+
+def follow(plan: DataflowPlan, result: DataflowPipelineResult, images: int, progress: Progress | None,
+           cancel: Callable[[], bool], poll_s: float = POLL_S) -> None:
+    """Until the job ends: its progress (images read of ``images``, findings so far) at every look. Ctrl-C asks
+    ``cancel``: yes cancels the job (DataflowJobCancelled once it has stopped), no follows it on."""
+    while True:
+        try:
+            state = str(result.state)
+            if state in ENDED:
+                break
+            if progress:
+                read, findings = counters(result)
+                progress(f"{STAGE} {state.lower()}, {findings} findings", read, images)
+            time.sleep(poll_s)
+        except KeyboardInterrupt:
+            if cancel():
+                _cancel(plan, result, poll_s)
+    if state != "DONE":
+        raise DataflowJobFailed(f"Dataflow job {plan.job_name} ended {state}; nothing was published. Its log: "
+                                f"{console_url(plan, result.job_id())}")  # type: ignore[no-untyped-call]
+    if progress:
+        read, findings = counters(result)
+        progress(f"{STAGE} done, {findings} findings", read, images)
+
+
+def _cancel(plan: DataflowPlan, result: DataflowPipelineResult, poll_s: float) -> None:
+    """Cancel the job and wait (a while) until it has stopped, so that its workers write nothing after."""
+    result.cancel()  # type: ignore[no-untyped-call]
+    deadline = time.monotonic() + CANCEL_WAIT_S
+    while str(result.state) not in ENDED and time.monotonic() < deadline:
+        time.sleep(poll_s)
+    raise DataflowJobCancelled(f"Dataflow job {plan.job_name} cancelled ({result.state}); nothing was published "
+                               "and the previous output is as it was")
+
+
+def counters(result: DataflowPipelineResult) -> tuple[int, int]:
+    """The pipeline's counters so far, summed over its steps: images read, findings (Beam's tentative values,
+    which Dataflow reports while the job runs; the committed ones when it has none)."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    from jobs.dataset.beam import COUNTERS, FINDINGS, IMAGES
+
+    totals = {IMAGES: 0, FINDINGS: 0}
+    found = result.metrics().query(MetricsFilter().with_namespace(COUNTERS))  # type: ignore[no-untyped-call]
+    for counter in found["counters"]:
+        if counter.key.metric.name in totals:
+            totals[counter.key.metric.name] += counter.attempted or counter.committed or 0
+    return totals[IMAGES], totals[FINDINGS]
+
+
+def console_url(plan: DataflowPlan, job_id: str) -> str:
+    return (f"https://console.cloud.google.com/dataflow/jobs/{plan.stack.region}/{job_id}"
+            f"?project={plan.stack.project}")
+
+
+def read_outcomes(plan: DataflowPlan, shards: int) -> list[Any]:
+    """What each shard's writer left (``beam.WriteShard``), read with the storage client."""
+    from jobs.dataset.beam import outcome_path, parse_outcome
+    from jobs.dataset.gcs import client, split_uri
+
+    storage = client()
+    outcomes = []
+    for shard in range(shards):
+        bucket, name = split_uri(outcome_path(f"{plan.work_prefix}/outcomes", shard))
+        outcomes.append(parse_outcome(storage.bucket(bucket).blob(name).download_as_bytes()))
+    return outcomes
+
+
+def shard_objects(tasks: list[ShardTask]) -> dict[str, tuple[str, int]]:
+    """Each shard's object and size, listed once."""
+    from jobs.dataset.gcs import client, split_uri
+
+    folder = tasks[0].path.rpartition("/")[0]
+    bucket, prefix = split_uri(folder)
+    sizes = {blob.name: blob.size for blob in client().list_blobs(bucket, prefix=f"{prefix}/")}
+    found = {}
+    for task in tasks:
+        name = task.path.rpartition("/")[2]
+        if f"{prefix}/{name}" not in sizes:
+            raise DataflowJobFailed(f"the job ended DONE but wrote no {task.path}; nothing was published")
+        found[name] = (task.path, sizes[f"{prefix}/{name}"])
+    return found
+
+
+def remove_prefix(uri: str) -> None:
+    """Every object below ``uri``: best effort (a failure here leaves the job's own temporary files only)."""
+    from google.api_core.exceptions import GoogleAPIError
+    from requests.exceptions import RequestException
+
+    from jobs.dataset.gcs import client, split_uri
+
+    bucket, prefix = split_uri(uri)
+    with contextlib.suppress(GoogleAPIError, RequestException, UsageError):
+        storage = client()
+        for blob in storage.list_blobs(bucket, prefix=f"{prefix}/"):
+            with contextlib.suppress(GoogleAPIError, RequestException):
+                blob.delete()

@@ -1,4 +1,5 @@
-"""A prepared dataset uploaded to ``gs://bucket/prefix``: retried, checksum-verified, ``dataset.json`` last.
+"""A prepared dataset uploaded to ``gs://bucket/prefix``: retried, checksum-verified, ``dataset.json`` last. Files a
+Dataflow job wrote in Cloud Storage are copied there server-side (checked by CRC32C too), never downloaded.
 
 ``dataset.json`` is the commit marker: a reader that finds it finds a complete dataset. An upload therefore first
 deletes the old marker, uploads every other file (each retried with exponential backoff on any error, and compared
@@ -119,12 +120,39 @@ def upload_file(bucket: Bucket, local: Path, name: str) -> int:
     raise UploadFailed(f"gs://{bucket.name}/{name}: {problem} ({ATTEMPTS} attempts)")
 
 
-def upload_dataset(local: Path, uri: str, marker: str, progress: Progress | None = None) -> None:
-    """Upload every file below ``local`` to ``uri``, ``marker`` last (see the module doc)."""
+def copy_object(source: str, bucket: Bucket, name: str) -> int:
+    """Copy one object within Cloud Storage (nothing passes through this machine) and check the copy's CRC32C
+    against the source's; returns the attempts it took. UploadFailed after ATTEMPTS."""
+    from google.api_core.exceptions import GoogleAPIError
+    from requests.exceptions import RequestException
+
+    source_bucket, source_name = split_uri(source)
+    problem = ""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            original = bucket.client.bucket(source_bucket).get_blob(source_name)
+            if original is None:
+                raise UploadFailed(f"{source} does not exist")
+            copy = bucket.copy_blob(original, bucket, name, retry=None)  # retried here
+            if copy.crc32c == original.crc32c:
+                return attempt
+            problem = f"the copy's crc32c {copy.crc32c} differs from the source's {original.crc32c}"
+        except (GoogleAPIError, RequestException, ConnectionError) as err:
+            problem = f"{type(err).__name__}: {err}"
+        if attempt < ATTEMPTS:
+            time.sleep(BACKOFF_S * 2 ** (attempt - 1))
+    raise UploadFailed(f"gs://{bucket.name}/{name} from {source}: {problem} ({ATTEMPTS} attempts)")
+
+
+def upload_dataset(local: Path, uri: str, marker: str, progress: Progress | None = None,
+                   copies: dict[str, str] | None = None) -> None:
+    """Upload every file below ``local`` to ``uri``, and copy the objects of ``copies`` (name in the dataset ->
+    URI) there within Cloud Storage, ``marker`` last (see the module doc)."""
     bucket_name, prefix = split_uri(uri)
     bucket = client().bucket(bucket_name)
     old = _delete_marker(bucket, _name(prefix, marker))
-    files = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
+    copies = copies or {}
+    files = sorted([p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()] + list(copies))
     files = [f for f in files if f != marker] + [marker]
     uploaded: list[str] = []
     try:
@@ -132,7 +160,10 @@ def upload_dataset(local: Path, uri: str, marker: str, progress: Progress | None
             if relative == marker:
                 for stale in sorted(old - set(files)):
                     bucket.blob(_name(prefix, stale)).delete()
-            upload_file(bucket, local / relative, _name(prefix, relative))
+            if relative in copies:
+                copy_object(copies[relative], bucket, _name(prefix, relative))
+            else:
+                upload_file(bucket, local / relative, _name(prefix, relative))
             uploaded.append(relative)
             if progress:
                 progress("upload", index, len(files))

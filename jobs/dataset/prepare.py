@@ -6,6 +6,11 @@ written unless the data is usable, and then everything is written at once: into 
 the output folder (``jobs.io``: only an empty folder or an earlier dataset is ever replaced), or, for a ``gs://``
 output, uploaded with ``dataset.json`` last (``gcs.py``). A rerun with unchanged inputs and options rewrites
 nothing, unless a file of the output is missing or damaged.
+
+With ``--engine dataflow`` the ``write`` stage is a Dataflow job (``dataflow.py``) whose workers read the images in
+Cloud Storage and write the shards under the job's work prefix; this machine plans, checks the outcome, writes the
+small files and publishes: the shards are copied within Cloud Storage, ``dataset.json`` last, as for any gs://
+output. A job that fails or is cancelled publishes nothing and leaves the previous output as it was.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ import json
 import os
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobs.dataset import label_map as label_maps
 from jobs.dataset.coco import ground_truth
@@ -39,7 +45,7 @@ from jobs.dataset.pipeline import (
 )
 from jobs.dataset.shards import DEFAULT_SHARD_BYTES, ShardEntry, Written
 from jobs.dataset.stats import chart_data, write_stats
-from jobs.errors import UsageError
+from jobs.errors import DetectorError, UsageError
 from jobs.io import OUTPUT_MARKER, TEMPORARY, OutputClaim, claim_output, remove_stale, write_json, write_marker
 
 SUMMARY = "dataset.json"  # written last: its presence marks a complete dataset
@@ -47,9 +53,28 @@ REPORT = "report.json"
 KIND = "dataset"  # the kind of output folder (jobs.io)
 GCS_STAGE = "detector-prepare"  # local staging folders of gs:// outputs, in the system's temporary folder
 
+if TYPE_CHECKING:
+    from jobs.dataset.dataflow import DataflowPlan, Finished
+
 # dataset.json as written by _summary and read back from outputs of any version of this tool: JSON whose keys
 # (created, labels, format, classes, splits, rows, findings, verify, files...) are checked where they are read.
 DatasetSummary = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class OnDataflow:
+    """``--engine dataflow``: the job, and the user's say before it is submitted (the images and their bytes: the
+    caller shows the price) and on Ctrl-C while it runs (True: cancel it)."""
+
+    plan: DataflowPlan
+    confirm: Callable[[int, int], bool] = lambda images, size: True
+    cancel: Callable[[], bool] = lambda: True
+    poll_s: float = 10.0
+    overrides: dict[str, Any] = field(default_factory=dict)  # further pipeline options (tests: a local endpoint)
+
+
+class Declined(DetectorError):
+    """The user did not confirm the Dataflow job."""
 
 
 @dataclass(frozen=True)
@@ -62,10 +87,13 @@ class PrepareOptions:
     shard_bytes: int = DEFAULT_SHARD_BYTES
     stats: bool = True  # the charts in stats/
     engine: str = "local"  # pipeline.ENGINES: the same output whichever writes it (not part of the fingerprint)
+    dataflow: OnDataflow | None = None  # a Dataflow job writes the shards instead (``engine`` is then unused)
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
+        if self.dataflow is not None and not is_gcs(self.out):
+            raise UsageError(f"a Dataflow job writes to Cloud Storage: --out gs://BUCKET/PREFIX, not {self.out}")
 
     def fingerprint(self, loaded: Loaded) -> str:
         """The inputs' fingerprint (``Loaded.fingerprint``) with the options of the output."""
@@ -124,7 +152,9 @@ def _prepare_into(claim: OutputClaim, options: PrepareOptions, progress: Progres
             return PrepareResult(claim.out, previous[0], previous[1], unchanged=True, removed=claim.removed)
     planned = plan(loaded)
     with claim.staged() as stage:
-        summary, checked = _write_dataset(stage, loaded, planned, options, fingerprint, progress)
+        written = write(stage, planned, options.num_shards, options.shard_bytes, options.check.workers, progress,
+                        options.engine)
+        summary, checked = _write_dataset(stage, loaded, planned, options, fingerprint, written)
     return PrepareResult(claim.out, summary, checked.report, removed=claim.removed, repaired=damage)
 
 
@@ -142,9 +172,37 @@ def _prepare_gcs(options: PrepareOptions, progress: Progress | None, inputs: lis
     planned = plan(loaded)
     with tempfile.TemporaryDirectory(prefix=f"{GCS_STAGE}{TEMPORARY}{os.getpid()}-") as stage:
         write_marker(Path(stage), KIND)
-        summary, checked = _write_dataset(Path(stage), loaded, planned, options, fingerprint, progress)
-        upload_dataset(Path(stage), str(options.out), SUMMARY, progress)
+        if options.dataflow:
+            summary, checked = _on_dataflow(Path(stage), loaded, planned, options, fingerprint, progress)
+        else:
+            written = write(Path(stage), planned, options.num_shards, options.shard_bytes, options.check.workers,
+                            progress, options.engine)
+            summary, checked = _write_dataset(Path(stage), loaded, planned, options, fingerprint, written)
+            upload_dataset(Path(stage), str(options.out), SUMMARY, progress)
     return PrepareResult(options.out, summary, checked.report, removed=removed)
+
+
+def _on_dataflow(stage: Path, loaded: Loaded, planned: Plan, options: PrepareOptions, fingerprint: str,
+                 progress: Progress | None) -> tuple[DatasetSummary, Checked]:
+    """The shards written by a Dataflow job, the rest here; published with the shards copied in Cloud Storage."""
+    from jobs.dataset.dataflow import run_job
+    from jobs.dataset.gcs import upload_dataset
+
+    run = options.dataflow
+    assert run is not None
+    if not isinstance(loaded.images_dir, str):
+        raise UsageError(f"Dataflow's workers read the images in Cloud Storage, and {loaded.images_dir} is a folder "
+                         "here: copy it (gcloud storage cp -r DIR gs://BUCKET/PREFIX) and pass --images "
+                         "gs://BUCKET/PREFIX, or use --engine local or beam")
+    jobs = [job for items in planned.splits.values() for job in items]
+    if not run.confirm(len(jobs), sum(job.size_bytes for job in jobs)):
+        raise Declined("not submitted")
+    with run_job(run.plan, planned, options.num_shards, options.shard_bytes, progress, run.cancel, run.poll_s,
+                 **run.overrides) as finished:
+        summary, checked = _write_dataset(stage, loaded, planned, options, fingerprint, finished.written, finished)
+        upload_dataset(stage, str(options.out), SUMMARY, progress,
+                       copies={name: uri for name, (uri, _) in finished.shards.items()})
+    return summary, checked
 
 
 def damaged_files(out: Path, summary: DatasetSummary, full: bool = False) -> list[str]:
@@ -170,10 +228,8 @@ def _sha256(path: Path) -> str:
 
 
 def _write_dataset(stage: Path, loaded: Loaded, planned: Plan, options: PrepareOptions, fingerprint: str,
-                   progress: Progress | None) -> tuple[DatasetSummary, Checked]:
-    """Shards (examining each image as it is written), then, if the data is usable, everything else."""
-    written = write(stage, planned, options.num_shards, options.shard_bytes, options.check.workers, progress,
-                    options.engine)
+                   written: Written, remote: Finished | None = None) -> tuple[DatasetSummary, Checked]:
+    """After the shards (in ``stage``, or ``remote``ly in Cloud Storage): if the data is usable, everything else."""
     checked = finish(loaded, planned, written.results)
     _write_ground_truth(stage, checked.classes,
                         {split: checked.splits[split] for split in _present(checked, written.shards)})
@@ -182,6 +238,9 @@ def _write_dataset(stage: Path, loaded: Loaded, planned: Plan, options: PrepareO
     write_json(stage / REPORT, {"rows": summary["rows"], "counts": summary["findings"],
                                 "findings": checked.report.to_json()})
     summary["files"] = _manifest(stage, hashes=options.check.verify == "full")
+    if remote is not None:
+        summary["files"] |= {name: {"bytes": size} for name, (_, size) in remote.shards.items()}
+        summary["files"] = dict(sorted(summary["files"].items()))
     write_json(stage / SUMMARY, summary)
     return summary, checked
 

@@ -1,0 +1,107 @@
+"""A local stand-in for the Dataflow service, for Beam's real DataflowRunner (``dataflow_endpoint`` on localhost, REST).
+
+It answers the calls a submitted job gets (create, get, getMetrics, update to cancel) and records them. With
+``run=True`` it also runs the job, as Dataflow's workers would: it takes the pipeline the runner staged
+(``pipeline.pb``, from the storage emulator), points its environment (the worker image, which holds exactly this
+project's pins) at this Python process, and runs it with Beam's portable FnApiRunner; the job's counters are then
+served as Dataflow serves them (tentative and committed). Otherwise the job stays in ``hold`` until cancelled.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from google.cloud.dataflow_v1beta3 import JobState
+
+JOB_ID = "2030-01-01_00_00_00-1"
+CANCEL = (JobState.JOB_STATE_CANCELLED.value, "JOB_STATE_CANCELLED")  # the REST body's enums are numbers
+
+
+class FakeDataflow:
+    def __init__(self, run: bool = True, hold: str = "JOB_STATE_RUNNING", end: str | None = None):
+        self.requests: list[tuple[str, str, dict]] = []
+        self.state = "JOB_STATE_PENDING"
+        self.hold, self.end, self.run = hold, end, run
+        self.metrics: list[dict] = []
+        self.error: BaseException | None = None
+        self.runner: threading.Thread | None = None
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _answer(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                request = json.loads(body) if body else {}
+                service.requests.append((self.command, self.path, request))
+                answer = service.answer(self.command, self.path.split("?")[0], request)
+                data = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = _answer
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.endpoint = f"http://localhost:{self.port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def answer(self, method: str, path: str, request: dict) -> dict:
+        if path.endswith("/metrics"):
+            return {"metrics": self.metrics}
+        if method == "POST" and path.endswith("/jobs"):  # create
+            self.state = self.hold
+            if self.run:
+                options = request["environment"]["sdkPipelineOptions"]["options"]
+                self.runner = threading.Thread(target=self._run, args=(options["staging_location"],), daemon=True)
+                self.runner.start()
+            elif self.end:
+                self.state = self.end
+            return self.job(request)
+        if method == "PUT" and request.get("requestedState") in CANCEL:
+            self.state = "JOB_STATE_CANCELLED"
+        return self.job(request)
+
+    def job(self, request: dict) -> dict:
+        return {"id": JOB_ID, "name": request.get("name", ""), "currentState": self.state}
+
+    def cancels(self) -> int:
+        return sum(1 for method, _, body in self.requests
+                   if method == "PUT" and body.get("requestedState") in CANCEL)
+
+    def _run(self, staging: str) -> None:
+        from apache_beam.metrics.metric import MetricsFilter
+        from apache_beam.options.pipeline_options import PipelineOptions
+        from apache_beam.portability.api import beam_runner_api_pb2
+        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+        from google.cloud.storage import Client
+
+        try:
+            bucket, _, prefix = staging.removeprefix("gs://").partition("/")
+            graph = Client().bucket(bucket).blob(f"{prefix}/pipeline.pb").download_as_bytes()
+            pipeline = beam_runner_api_pb2.Pipeline.FromString(graph)
+            for environment in pipeline.components.environments.values():
+                assert environment.urn == "beam:env:docker:v1"  # the worker image
+                environment.urn, environment.payload = "beam:env:embedded_python:v1", b""
+            result = FnApiRunner().run_via_runner_api(pipeline, PipelineOptions(flags=[]))
+            result.wait_until_finish()
+            for counter in result.metrics().query(MetricsFilter().with_namespace("detector"))["counters"]:
+                for tentative in (True, False):
+                    context = {"namespace": "detector", "step": counter.key.step} | (
+                        {"tentative": "true"} if tentative else {})
+                    self.metrics.append({"name": {"origin": "user", "name": counter.key.metric.name,
+                                                  "context": context},
+                                         "scalar": counter.attempted if tentative else counter.committed})
+            self.state = self.end or "JOB_STATE_DONE"
+        except BaseException as err:  # the test reads it
+            self.error = err
+            self.state = "JOB_STATE_FAILED"
+
+    def close(self) -> None:
+        self.server.shutdown()
