@@ -28,9 +28,10 @@ FORMATS = ("vott-csv", "datitran-csv", "vertex-csv", "voc-xml", "coco-json", "yo
 SHOWN = 20
 REPORT_KIND = "check-report"  # data check --report: a file that a later --report may replace
 
-Input = Annotated[Path, typer.Option(
+Input = Annotated[str, typer.Option(
     "--input", help="label file or dataset folder: VoTT/datitran/Vertex AI CSV, VOC XML folder, COCO JSON, "
-                    "YOLO data YAML or folder")]
+                    "YOLO data YAML or folder; or gs://BUCKET/FILE, gs://BUCKET/PREFIX/ (the label files are "
+                    "mirrored locally, the images read where they are)")]
 Images = Annotated[str | None, typer.Option(
     "--images", help="folder (or gs://BUCKET/PREFIX: read there, not downloaded) the image names are relative to "
                      "(default: where the format keeps them; the gs:// URIs of Vertex AI CSV labels)")]
@@ -60,9 +61,18 @@ def _images(value: str | None) -> Path | str | None:
 
 
 def _local(value: str | None) -> Path | None:
-    """--images as a folder this command must not write into (a gs:// location cannot be one)."""
-    images = _images(value)
-    return images if isinstance(images, Path) else None
+    """--input or --images as a path this command must not write into (a gs:// location cannot be one)."""
+    location = _images(value)
+    return location if isinstance(location, Path) else None
+
+
+def _labels(value: str) -> Path:
+    """--input: a local label file or folder, or a gs:// one, mirrored into the local cache first."""
+    if not value.startswith("gs://"):
+        return Path(value)
+    from jobs.dataset.gcs_labels import fetch_labels
+
+    return fetch_labels(value)
 
 
 @data_app.command("prepare")
@@ -117,9 +127,9 @@ def data_prepare(
         engine = "local"  # what PrepareOptions validates; the Dataflow job writes instead
     elif stack or stack_outputs or dry_run or yes:
         raise UsageError("--stack, --stack-outputs, --dry-run and --yes are options of --engine dataflow")
-    given = CheckOptions(labels, _images(images), fmt=fmt, val_fraction=val_fraction, seed=seed, label_map=label_map,
-                         unlabeled_as_negatives=unlabeled_as_negatives, verify=verify, strict=strict,
-                         workers=workers, download_to=download_to, max_pixels=max_pixels,
+    given = CheckOptions(_labels(labels), _images(images), fmt=fmt, val_fraction=val_fraction, seed=seed,
+                         label_map=label_map, unlabeled_as_negatives=unlabeled_as_negatives, verify=verify,
+                         strict=strict, workers=workers, download_to=download_to, max_pixels=max_pixels,
                          follow_symlinks=follow_symlinks)
     options = PrepareOptions(given, out if is_gcs(out) else Path(out), num_shards=num_shards, stats=stats,
                              engine=engine, dataflow=dataflow)
@@ -198,10 +208,10 @@ def data_check(
     if report is not None:
         from jobs.io import check_output_file
 
-        check_output_file(report, REPORT_KIND, [labels, _local(images), label_map, download_to], "--report")
-    options = CheckOptions(labels, _images(images), fmt=fmt, val_fraction=val_fraction, seed=seed, label_map=label_map,
-                           unlabeled_as_negatives=unlabeled_as_negatives, verify=verify, strict=strict,
-                           workers=workers, download_to=download_to, max_pixels=max_pixels,
+        check_output_file(report, REPORT_KIND, [_local(labels), _local(images), label_map, download_to], "--report")
+    options = CheckOptions(_labels(labels), _images(images), fmt=fmt, val_fraction=val_fraction, seed=seed,
+                           label_map=label_map, unlabeled_as_negatives=unlabeled_as_negatives, verify=verify,
+                           strict=strict, workers=workers, download_to=download_to, max_pixels=max_pixels,
                            follow_symlinks=follow_symlinks)
     try:
         with progress_bar("checking") as update:
@@ -239,7 +249,7 @@ def data_stats(
     from jobs.dataset.stats import chart_data, write_stats
     from jobs.io import staged_dir
 
-    options = CheckOptions(labels, _images(images), fmt=fmt, val_fraction=val_fraction, seed=seed,
+    options = CheckOptions(_labels(labels), _images(images), fmt=fmt, val_fraction=val_fraction, seed=seed,
                            label_map=label_map, unlabeled_as_negatives=unlabeled_as_negatives, workers=workers,
                            download_to=download_to, max_pixels=max_pixels, follow_symlinks=follow_symlinks)
     try:
@@ -247,7 +257,7 @@ def data_stats(
             checked = check(options, lambda stage, done, total: update(done, total, stage=stage))
     except CheckFailed as failure:
         _fail(failure)
-    with staged_dir(out, "stats", [labels, _local(images), label_map, download_to]) as stage:
+    with staged_dir(out, "stats", [_local(labels), _local(images), label_map, download_to]) as stage:
         names = write_stats(stage, chart_data(checked))
     for name in names:
         console.print(str(out / name))

@@ -164,7 +164,7 @@ def load(options: CheckOptions, progress: Progress | None = None) -> Loaded:
     except DataError:
         raise CheckFailed(report) from None
     given_map = label_maps.load(options.label_map) if options.label_map else None
-    images_dir: Path | str | None = options.images or labels.images_dir
+    images_dir: Path | str | None = options.images or _beside_labels(labels.images_dir)
     if options.download_to:
         images_dir = _download(options.download_to, options, labels, progress)
     tree: Tree
@@ -188,6 +188,16 @@ def load(options: CheckOptions, progress: Progress | None = None) -> Loaded:
                       found.dropped_rows + refused_rows)
     paths = {name: path for name, path in paths.items() if name in sizes}
     return Loaded(options, fmt, labels, images_dir, located, given_map, report, paths, sizes)
+
+
+def _beside_labels(folder: Path | None) -> Path | str | None:
+    """Where the format keeps its images; for labels mirrored from Cloud Storage, the bucket's folder they stand
+    for (``gcs_labels``), where the images are read."""
+    if folder is None:
+        return None
+    from jobs.dataset.gcs_labels import remote_folder
+
+    return remote_folder(folder) or folder
 
 
 def _file_sizes(images: list[LabelledImage], paths: dict[str, str],
