@@ -173,7 +173,8 @@ def _prepare_gcs(options: PrepareOptions, progress: Progress | None, inputs: lis
     with tempfile.TemporaryDirectory(prefix=f"{GCS_STAGE}{TEMPORARY}{os.getpid()}-") as stage:
         write_marker(Path(stage), KIND)
         if options.dataflow:
-            summary, checked = _on_dataflow(Path(stage), loaded, planned, options, fingerprint, progress)
+            summary, checked = _on_dataflow(options.dataflow, Path(stage), loaded, planned, options, fingerprint,
+                                            progress)
         else:
             written = write(Path(stage), planned, options.num_shards, options.shard_bytes, options.check.workers,
                             progress, options.engine)
@@ -182,14 +183,12 @@ def _prepare_gcs(options: PrepareOptions, progress: Progress | None, inputs: lis
     return PrepareResult(options.out, summary, checked.report, removed=removed)
 
 
-def _on_dataflow(stage: Path, loaded: Loaded, planned: Plan, options: PrepareOptions, fingerprint: str,
-                 progress: Progress | None) -> tuple[DatasetSummary, Checked]:
+def _on_dataflow(run: OnDataflow, stage: Path, loaded: Loaded, planned: Plan, options: PrepareOptions,
+                 fingerprint: str, progress: Progress | None) -> tuple[DatasetSummary, Checked]:
     """The shards written by a Dataflow job, the rest here; published with the shards copied in Cloud Storage."""
     from jobs.dataset.dataflow import run_job
     from jobs.dataset.gcs import upload_dataset
 
-    run = options.dataflow
-    assert run is not None
     if not isinstance(loaded.images_dir, str):
         raise UsageError(f"Dataflow's workers read the images in Cloud Storage, and {loaded.images_dir} is a folder "
                          "here: copy it (gcloud storage cp -r DIR gs://BUCKET/PREFIX) and pass --images "
