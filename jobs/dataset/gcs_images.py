@@ -37,8 +37,8 @@ class DownloadFailed(DetectorError):
     """An image could not be downloaded intact."""
 
 
-def list_images(images: str | None, labels: Labels, source: str) -> tuple[ObjectTree, dict[str, tuple[int, int]]]:
-    """The objects the images are looked for in, and each one's (bytes, generation); ``images`` is
+def list_images(images: str | None, labels: Labels, source: str) -> ObjectTree:
+    """The objects the images are looked for in, with each one's (bytes, generation); ``images`` is
     ``gs://bucket/prefix``, or None for the gs:// URIs the labels name (``source``: the label file, for messages)."""
     from google.api_core.exceptions import Forbidden, NotFound, Unauthorized
 
@@ -65,7 +65,7 @@ def list_images(images: str | None, labels: Labels, source: str) -> tuple[Object
     except (Forbidden, Unauthorized) as err:
         raise UsageError(f"{where}: no access to list gs://{bucket}/{prefix}: {err.message}; listing needs "
                          "storage.objects.list on the bucket") from None
-    return ObjectTree(f"gs://{bucket}/{relative_to}".rstrip("/"), objects, scan), objects
+    return ObjectTree(f"gs://{bucket}/{relative_to}".rstrip("/"), objects, scan)
 
 
 def _named_location(labels: Labels, source: str) -> tuple[str, str]:

@@ -14,7 +14,7 @@ and the flat-copy rules apply there.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Protocol
@@ -73,17 +73,18 @@ class Tree(Protocol):
     def outside(self, name: str) -> str | None:
         """Where ``name`` leads when that is outside the folder (through a link), else None."""
 
-    def image_files(self) -> Iterator[str]:
-        """The names of the image files below the folder (hidden ones and prepared outputs inside it skipped)."""
+    def files(self) -> Iterator[str]:
+        """The names of the files below the folder, but for those in hidden folders and prepared outputs."""
 
 
 class ObjectTree:
-    """The objects below a Cloud Storage location, from one listing: their names, relative to it. ``scan``: look
-    for images that no label names (not when the labels name whole ``gs://`` URIs: the bucket may hold anything)."""
+    """The objects below a Cloud Storage location, from one listing: ``{name relative to it: (bytes, generation)}``.
+    ``scan``: look for images that no label names (not when the labels name whole ``gs://`` URIs: the bucket may
+    hold anything)."""
 
-    def __init__(self, uri: str, names: Iterable[str], scan: bool = True):
+    def __init__(self, uri: str, objects: dict[str, tuple[int, int]], scan: bool = True):
         self.uri = uri.rstrip("/")
-        self.names = set(names)
+        self.objects = objects
         self.scan = scan
         self._by_lower: dict[str, list[str]] | None = None
 
@@ -96,11 +97,11 @@ class ObjectTree:
         return self.uri
 
     def find(self, name: str) -> str | None:
-        if name in self.names:
+        if name in self.objects:
             return name
         if self._by_lower is None:
             self._by_lower = {}
-            for entry in sorted(self.names):
+            for entry in sorted(self.objects):
                 self._by_lower.setdefault(entry.lower(), []).append(entry)
         found = self._by_lower.get(name.lower())
         return found[0] if found else None
@@ -108,15 +109,14 @@ class ObjectTree:
     def outside(self, name: str) -> str | None:
         return None  # no links in Cloud Storage
 
-    def image_files(self) -> Iterator[str]:
+    def files(self) -> Iterator[str]:
         if not self.scan:
             return
-        outputs = {name.rpartition("/")[0] for name in self.names if name.rpartition("/")[2] == OUTPUT_MARKER}
-        for name in sorted(self.names):
-            parts = name.split("/")
-            if (not any(part.startswith(".") for part in parts)
-                    and not any("/".join(parts[:depth]) in outputs for depth in range(1, len(parts)))
-                    and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES):
+        outputs = {name.rpartition("/")[0] for name in self.objects if name.rpartition("/")[2] == OUTPUT_MARKER}
+        for name in sorted(self.objects):
+            folders = name.split("/")[:-1]
+            if not any(folder.startswith(".") for folder in folders) and not any(
+                    "/".join(folders[:depth]) in outputs for depth in range(1, len(folders) + 1)):
                 yield name
 
 
@@ -163,7 +163,6 @@ class FolderTree:
             actual.append(found[0])
         return "/".join(actual)
 
-
     @property
     def name(self) -> str:
         return self.root.name
@@ -172,16 +171,14 @@ class FolderTree:
     def location(self) -> str:
         return str(self.root)
 
-    def image_files(self) -> Iterator[str]:
+    def files(self) -> Iterator[str]:
         for folder, dirs, files in os.walk(self.root):
             if OUTPUT_MARKER in files and folder != str(self.root):  # an output of this tool: its charts are not data
                 dirs[:] = []
                 continue
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             rel = Path(folder).relative_to(self.root).as_posix()
-            for file in sorted(files):
-                if not file.startswith(".") and os.path.splitext(file)[1].lower() in IMAGE_SUFFIXES:
-                    yield file if rel == "." else f"{rel}/{file}"
+            yield from sorted(files) if rel == "." else sorted(f"{rel}/{file}" for file in files)
 
     def outside(self, name: str) -> str | None:
         """Where ``name`` (as on disk) leads when it passes through a symbolic link to outside the root, else None.
@@ -262,7 +259,9 @@ def _link_message(name: str, target: str, rows: str) -> str:
 def _unlabeled(tree: Tree, labels: Labels, named: set[str], located: Located, report: Report,
                as_negatives: bool, follow_symlinks: bool) -> None:
     """Images below the folder that no label names (hidden files and prepared outputs inside it are skipped)."""
-    unnamed = [name for name in tree.image_files() if name not in named]
+    unnamed = [name for name in tree.files()
+               if name not in named  # most are named: the few left are checked
+               and not name.rpartition("/")[2].startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES]
     if not unnamed:
         return
     if as_negatives:

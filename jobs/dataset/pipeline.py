@@ -25,7 +25,7 @@ from jobs.dataset.annotations import Box, LabelledImage, Labels
 from jobs.dataset.examine import ImageJob, ImageResult, examine_all
 from jobs.dataset.findings import DEFAULT_MAX_PIXELS, NEGATIVE_CONFLICT, NO_CLASSES, NOT_A_FILE, Report, Severity
 from jobs.dataset.images import ImageInfo
-from jobs.dataset.locate import FolderTree, Located, Tree, locate
+from jobs.dataset.locate import FolderTree, Located, ObjectTree, Tree, locate
 from jobs.dataset.parallel import PARALLEL_FROM, Progress, parallel_map
 from jobs.dataset.readers import read_labels
 from jobs.dataset.readers.base import display_name
@@ -171,7 +171,7 @@ def load(options: CheckOptions, progress: Progress | None = None) -> Loaded:
     if images_dir is None or isinstance(images_dir, str):
         from jobs.dataset.gcs_images import list_images
 
-        tree, objects = list_images(images_dir, labels, options.labels.name)
+        tree = list_images(images_dir, labels, options.labels.name)
         images_dir = tree.uri
     else:
         if not images_dir.is_dir():
@@ -180,10 +180,10 @@ def load(options: CheckOptions, progress: Progress | None = None) -> Loaded:
     found = locate(tree, labels, report, options.unlabeled_as_negatives, options.follow_symlinks)
     folder = str(images_dir).rstrip("/")
     paths = {image.filename: f"{folder}/{image.filename}" for image in found.images}  # names are relative
-    if isinstance(tree, FolderTree):
-        sizes, refused_rows = _file_sizes(found.images, paths, report)
+    if isinstance(tree, ObjectTree):
+        sizes, refused_rows = {image.filename: tree.objects[image.filename] for image in found.images}, 0
     else:
-        sizes, refused_rows = {image.filename: objects[image.filename] for image in found.images}, 0
+        sizes, refused_rows = _file_sizes(found.images, paths, report)
     located = Located([image for image in found.images if image.filename in sizes],
                       found.dropped_rows + refused_rows)
     paths = {name: path for name, path in paths.items() if name in sizes}

@@ -86,12 +86,12 @@ def test_an_unchanged_bucket_is_not_prepared_again_and_a_replaced_object_is(uplo
 
 
 def test_object_tree_finds_names_as_a_folder_does():
-    tree = ObjectTree("gs://b/p", ["a/Cat.JPG", "a/dog.jpg", ".x/y.jpg", "z.txt"])
+    tree = ObjectTree("gs://b/p", dict.fromkeys(["a/Cat.JPG", "a/dog.jpg", ".x/y.jpg", "z.txt"], (1, 1)))
     assert tree.find("a/dog.jpg") == "a/dog.jpg"
     assert tree.find("a/cat.jpg") == "a/Cat.JPG"
     assert tree.find("a/cow.jpg") is None
-    assert list(tree.image_files()) == ["a/Cat.JPG", "a/dog.jpg"]
-    assert list(ObjectTree("gs://b", ["a.jpg"], scan=False).image_files()) == []
+    assert list(tree.files()) == ["a/Cat.JPG", "a/dog.jpg", "z.txt"]  # not in hidden folders
+    assert list(ObjectTree("gs://b", {"a.jpg": (1, 1)}, scan=False).files()) == []
     labels = Labels()
     labels.add_negative("a/cat.jpg", "labels.csv:2")
     report = Report()
