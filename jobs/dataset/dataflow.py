@@ -193,6 +193,7 @@ def run_job(plan: DataflowPlan, planned: Plan, num_shards: int | None, shard_byt
     """Run the plan's images as a Dataflow job and yield its shards; the job's work prefix is removed when the
     caller is done with them, or when anything fails. ``cancel`` is asked on Ctrl-C (True: cancel the job)."""
     from jobs.dataset.beam import plan_jobs
+    from jobs.dataset.gcs import delete_prefix
     from jobs.dataset.shards import collect, shard_tasks
 
     tasks = shard_tasks(f"{plan.work_prefix}/shards", planned.splits, num_shards, shard_bytes, plan.max_workers)
@@ -203,7 +204,7 @@ def run_job(plan: DataflowPlan, planned: Plan, num_shards: int | None, shard_byt
         outcomes = read_outcomes(plan, len(tasks))
         yield Finished(collect(planned.splits, tasks, outcomes), shard_objects(tasks))
     finally:
-        remove_prefix(plan.work_prefix)
+        delete_prefix(plan.work_prefix)  # best effort: a failure here leaves the job's own temporary files only
 
 
 def follow(plan: DataflowPlan, result: DataflowPipelineResult, images: int, progress: Progress | None,
@@ -288,17 +289,3 @@ def shard_objects(tasks: list[ShardTask]) -> dict[str, tuple[str, int]]:
         found[name] = (task.path, sizes[f"{prefix}/{name}"])
     return found
 
-
-def remove_prefix(uri: str) -> None:
-    """Every object below ``uri``: best effort (a failure here leaves the job's own temporary files only)."""
-    from google.api_core.exceptions import GoogleAPIError
-    from requests.exceptions import RequestException
-
-    from jobs.dataset.gcs import client, split_uri
-
-    bucket, prefix = split_uri(uri)
-    with contextlib.suppress(GoogleAPIError, RequestException, UsageError):
-        storage = client()
-        for blob in storage.list_blobs(bucket, prefix=f"{prefix}/"):
-            with contextlib.suppress(GoogleAPIError, RequestException):
-                blob.delete()

@@ -174,6 +174,17 @@ def upload_dataset(local: Path, uri: str, marker: str, progress: Progress | None
                            f"{marker} was not written, so nothing there reads as a dataset: rerun prepare") from None
 
 
+def delete_prefix(uri: str) -> None:
+    """Every object below ``uri`` (a folder of this tool's own), best effort."""
+    from google.api_core.exceptions import GoogleAPIError
+    from requests.exceptions import RequestException
+
+    bucket_name, prefix = split_uri(uri)
+    with contextlib.suppress(GoogleAPIError, RequestException, UsageError):
+        bucket = client().bucket(bucket_name)
+        _delete(bucket, [blob.name for blob in bucket.list_blobs(prefix=f"{prefix}/")])
+
+
 def _delete(bucket: Bucket, names: list[str]) -> None:
     """Best effort: the caller is already reporting a failure."""
     from google.api_core.exceptions import GoogleAPIError
