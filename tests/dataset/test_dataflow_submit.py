@@ -1,15 +1,14 @@
 """``data prepare --engine dataflow`` submits through Beam's real DataflowRunner: its Dataflow API calls go to a local
-recording server (``dataflow_endpoint`` on localhost makes Beam use the REST transport; ``no_auth``), its staging and
-the jobs file to gcp-storage-emulator (``STORAGE_EMULATOR_HOST``). The test stops at the job's creation: the recorded
-``CreateJob`` request is what Dataflow would receive."""
+Dataflow service (``dataflow_service.FakeDataflow``; ``dataflow_endpoint`` on localhost makes Beam use the REST
+transport; ``no_auth``), its staging and the jobs file to gcp-storage-emulator (``STORAGE_EMULATOR_HOST``). The test
+stops at the job's creation: the recorded ``CreateJob`` request is what Dataflow would receive."""
 
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from dataflow_service import JOB_ID, FakeDataflow
 from gcs_emulator import BUCKET, emulated_storage
 from google.cloud.dataflow_v1beta3 import WorkerIPAddressConfiguration
 
@@ -29,42 +28,11 @@ STACK = StackOutputs(
     checkpoints_prefix=f"gs://{BUCKET}/checkpoints", dataflow_service_account=WORKER, dataflow_subnetwork=SUBNETWORK)
 
 
-class RecordingDataflow:
-    """Answers the Dataflow API's CreateJob with a job in JOB_STATE_PENDING, and records every request."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, str, dict]] = []
-        recorder = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _answer(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                recorder.requests.append((self.command, self.path, json.loads(body) if body else {}))
-                job = recorder.requests[-1][2]
-                answer = json.dumps({"id": "2030-01-01_00_00_00-1", "projectId": job.get("projectId", ""),
-                                     "name": job.get("name", ""), "location": job.get("location", ""),
-                                     "currentState": "JOB_STATE_PENDING"}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            do_GET = do_POST = do_PUT = _answer
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
 def dataflow_api():
-    recorder = RecordingDataflow()
-    yield recorder
-    recorder.server.shutdown()
+    service = FakeDataflow(run=False)  # records the requests; the job is created, never run
+    yield service
+    service.close()
 
 
 def jobs() -> list:
@@ -80,9 +48,9 @@ def test_the_job_request_carries_the_stacks_region_account_network_labels_and_im
     plan = DataflowPlan.make(STACK, f"gs://{BUCKET}/data/coco", max_workers=7, job_name="exp-coco-prepare-test")
     with emulated_storage(monkeypatch) as (_, storage):
         result = submit(plan, jobs(), {"raccoon": 1}, [f"{plan.work_prefix}/shards/train-00000-of-00001.tfrecord"],
-                        dataflow_endpoint=f"http://localhost:{dataflow_api.port}", no_auth=True)
+                        dataflow_endpoint=dataflow_api.endpoint, no_auth=True)
         staged = {blob.name: blob.download_as_bytes() for blob in storage.list_blobs(BUCKET)}
-    assert result.job_id() == "2030-01-01_00_00_00-1"
+    assert result.job_id() == JOB_ID
 
     creates = [(path, body) for method, path, body in dataflow_api.requests if method == "POST"]
     assert len(creates) == 1, dataflow_api.requests
