@@ -15,6 +15,7 @@ import contextlib
 import json
 import struct
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -100,48 +101,55 @@ def crc32c_base64(path: Path) -> str:
 
 def upload_file(bucket: Bucket, local: Path, name: str) -> int:
     """Upload and verify one file; returns the attempts it took. UploadFailed after ATTEMPTS."""
-    from google.api_core.exceptions import GoogleAPIError
-    from google.resumable_media.common import DataCorruption, InvalidResponse
-    from requests.exceptions import RequestException
-
     expected = crc32c_base64(local)
-    problem = ""
-    for attempt in range(1, ATTEMPTS + 1):
+
+    def once() -> str | None:
         blob = bucket.blob(name)
-        try:
-            blob.upload_from_filename(str(local), checksum="crc32c", retry=None)  # retried here, with the checksum
-            if blob.crc32c == expected:
-                return attempt
-            problem = f"stored crc32c {blob.crc32c} differs from the local {expected}"
-        except (GoogleAPIError, DataCorruption, InvalidResponse, RequestException, ConnectionError) as err:
-            problem = f"{type(err).__name__}: {err}"
-        if attempt < ATTEMPTS:
-            time.sleep(BACKOFF_S * 2 ** (attempt - 1))
-    raise UploadFailed(f"gs://{bucket.name}/{name}: {problem} ({ATTEMPTS} attempts)")
+        blob.upload_from_filename(str(local), checksum="crc32c", retry=None)  # retried here, with the checksum
+        return None if blob.crc32c == expected else f"stored crc32c {blob.crc32c} differs from the local {expected}"
+
+    return _retried(once, f"gs://{bucket.name}/{name}")
 
 
 def copy_object(source: str, bucket: Bucket, name: str) -> int:
     """Copy one object within Cloud Storage (nothing passes through this machine) and check the copy's CRC32C
-    against the source's; returns the attempts it took. UploadFailed after ATTEMPTS."""
+    against the source's; returns the attempts it took. UploadFailed after ATTEMPTS. It is a rewrite, called until
+    done: the JSON API's objects.rewrite copies between any locations and storage classes, where objects.copy may
+    time out (Cloud Storage's maintainers, googleapis/google-cloud-node#1663; "Objects: rewrite" reference)."""
+    source_bucket, source_name = split_uri(source)
+
+    def once() -> str | None:
+        original = bucket.client.bucket(source_bucket).get_blob(source_name)
+        if original is None:
+            raise UploadFailed(f"{source} does not exist")
+        copy = bucket.blob(name)
+        token, _, _ = copy.rewrite(original, retry=None)  # retried here
+        while token is not None:
+            token, _, _ = copy.rewrite(original, token=token, retry=None)
+        return None if copy.crc32c == original.crc32c else (
+            f"the copy's crc32c {copy.crc32c} differs from the source's {original.crc32c}")
+
+    return _retried(once, f"gs://{bucket.name}/{name} from {source}")
+
+
+def _retried(once: Callable[[], str | None], what: str) -> int:
+    """Call ``once`` until it returns None (done and verified), at most ATTEMPTS times with exponential backoff;
+    it returns, or raises, what went wrong. Returns the attempts it took; UploadFailed after the last."""
     from google.api_core.exceptions import GoogleAPIError
+    from google.resumable_media.common import DataCorruption, InvalidResponse
     from requests.exceptions import RequestException
 
-    source_bucket, source_name = split_uri(source)
-    problem = ""
+    problem: str | None = ""
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            original = bucket.client.bucket(source_bucket).get_blob(source_name)
-            if original is None:
-                raise UploadFailed(f"{source} does not exist")
-            copy = bucket.copy_blob(original, bucket, name, retry=None)  # retried here
-            if copy.crc32c == original.crc32c:
+            problem = once()
+            if problem is None:
                 return attempt
-            problem = f"the copy's crc32c {copy.crc32c} differs from the source's {original.crc32c}"
-        except (GoogleAPIError, RequestException, ConnectionError) as err:
+        except (GoogleAPIError, DataCorruption, InvalidResponse, RequestException, ConnectionError) as err:
             problem = f"{type(err).__name__}: {err}"
         if attempt < ATTEMPTS:
             time.sleep(BACKOFF_S * 2 ** (attempt - 1))
-    raise UploadFailed(f"gs://{bucket.name}/{name} from {source}: {problem} ({ATTEMPTS} attempts)")
+    raise UploadFailed(f"{what}: {problem} ({ATTEMPTS} attempts)")
 
 
 def upload_dataset(local: Path, uri: str, marker: str, progress: Progress | None = None,
