@@ -18,6 +18,7 @@ from jobs.dataset.images import record_bytes
 from jobs.dataset.parallel import PARALLEL_FROM, Progress, parallel_map
 from jobs.dataset.records import RecordEncoder
 from jobs.dataset.tfrecord import write_record
+from jobs.errors import UsageError
 
 if TYPE_CHECKING:
     from google.cloud.storage import Client  # untyped (no py.typed): a name for the reader, Any to mypy
@@ -196,19 +197,26 @@ _storage: dict[str | None, Client] = {}  # a Cloud Storage client per process an
 
 def read_object(uri: str) -> bytes | None:
     """A ``gs://`` object's bytes (checked by CRC32C on the way), or None when it cannot be read: examine() then
-    reports the image as unreadable, as for a local file."""
-    from google.api_core.exceptions import GoogleAPIError
+    reports the image as unreadable, as for a local file. A denied read is no finding about the image but a
+    missing permission, the same for every image: UsageError, which ends the run (a Dataflow job: it fails)."""
+    from google.api_core.exceptions import Forbidden, GoogleAPIError, Unauthorized
     from google.resumable_media.common import DataCorruption
     from requests.exceptions import RequestException
 
     from jobs.dataset.gcs import client, split_uri
 
-    endpoint = os.environ.get("STORAGE_EMULATOR_HOST")  # set by tests: each test's emulator has its own port
+    endpoint = os.environ.get("STORAGE_EMULATOR_HOST")  # a client is bound to its endpoint (tests: an emulator's)
     if endpoint not in _storage:
         _storage[endpoint] = client()
     bucket, name = split_uri(uri)
     try:
         data: bytes = _storage[endpoint].bucket(bucket).blob(name).download_as_bytes(checksum="crc32c")
+    except (Forbidden, Unauthorized) as err:
+        # Cloud Storage "IAM permissions for XML methods" (storage/docs/access-control/iam-xml): GET object needs
+        # storage.objects.get
+        raise UsageError(f"no access to read {uri} ({err.message}): the reader needs storage.objects.get on "
+                         f"gs://{bucket} (roles/storage.objectViewer); with --engine dataflow, the stack's Dataflow "
+                         "worker account is the reader") from None
     except (GoogleAPIError, DataCorruption, RequestException):
         return None
     return data

@@ -37,6 +37,7 @@ class FaultyProxy:
 
     def __init__(self, upstream: int):
         self.faults: dict[str, list[str]] = {}
+        self.forbidden: set[str] = set()  # objects whose downloads are answered 403, as without storage.objects.get
         self.uploads: dict[str, int] = {}
         self.downloads: dict[str, int] = {}
         proxy = self
@@ -50,6 +51,14 @@ class FaultyProxy:
                 if self.command == "GET" and "alt=media" in self.path:
                     name = unquote(self.path.split("/o/", 1)[1].split("?", 1)[0])
                     proxy.downloads[name] = proxy.downloads.get(name, 0) + 1
+                    if name in proxy.forbidden:
+                        answer = b'{"error": {"code": 403, "message": "caller does not have storage.objects.get"}}'
+                        self.send_response(403)
+                        self.send_header("Content-Type", "application/json")
+                        self.send_header("Content-Length", str(len(answer)))
+                        self.end_headers()
+                        self.wfile.write(answer)
+                        return
                 name = proxy._object(body) if self.command == "POST" and "/upload/" in self.path else None
                 if name is not None:
                     proxy.uploads[name] = proxy.uploads.get(name, 0) + 1

@@ -107,3 +107,12 @@ def test_gs_images_without_access_or_bucket_say_so(with_bad_rows, monkeypatch):
             load(CheckOptions(labels, "gs://nowhere/photos"))
         with pytest.raises(UsageError, match="a folder, or gs://BUCKET/PREFIX"):
             load(CheckOptions(labels, "s3://bucket/photos"))
+
+
+def test_a_denied_read_ends_the_run_naming_the_permission_instead_of_reporting_every_image(uploaded, tmp_path):
+    labels, _, proxy = uploaded
+    proxy.forbidden.add("photos/img_0003.jpg")
+    with pytest.raises(UsageError, match="no access to read gs://bucket/photos/img_0003.jpg .*storage.objects.get"):
+        prepare(PrepareOptions(CheckOptions(labels, f"gs://{BUCKET}/photos", workers=1), tmp_path / "out",
+                               stats=False))
+    assert not (tmp_path / "out" / "dataset.json").exists()
