@@ -510,3 +510,28 @@ def build_server(registry_server):
     server = CloudBuildServer(registry_server)
     yield server
     server.close()
+
+
+def local_launcher(stack, storage, vertex_url: str, build_url: str, registry_url: str, preflight=None):
+    """A VertexLauncher whose clients talk to the local servers (``preflight``: CloudSession's, None skips it)."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud.devtools import cloudbuild_v1
+
+    from jobs.launch.backends import VertexBackend
+    from jobs.launch.builders import CloudBuilder
+    from jobs.launch.registry import Registry
+    from jobs.launch.runs import BucketRunStore
+    from jobs.launch.session import CloudSession
+    from jobs.launch.vertex import VertexLauncher
+
+    build_client = cloudbuild_v1.CloudBuildClient(credentials=AnonymousCredentials(), transport="rest",
+                                                  client_options={"api_endpoint": build_url})
+    return VertexLauncher(stack, CloudSession(
+        stack=stack,
+        backend=VertexBackend(stack, api_endpoint=vertex_url, credentials=AnonymousCredentials()),
+        store=BucketRunStore(stack.runs_prefix, storage),
+        storage=storage,
+        registry=Registry(token=lambda: "test-token", base_url=registry_url),
+        builder=CloudBuilder(stack, build_client=build_client, storage_client=storage, sleep=lambda s: None),
+        preflight=preflight,
+    ))

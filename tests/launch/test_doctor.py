@@ -11,15 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from google.auth.credentials import AnonymousCredentials
+from launch_servers import local_launcher
 
-from jobs.launch.backends import VertexBackend
-from jobs.launch.builders import CloudBuilder
 from jobs.launch.doctor import Status, diagnose, required_apis
 from jobs.launch.launcher import PreflightError, TrainOptions
-from jobs.launch.registry import Registry
-from jobs.launch.runs import BucketRunStore
-from jobs.launch.session import CloudSession
 from jobs.launch.vertex import VertexLauncher
 from jobs.runtime.spec import TrainArgs
 from jobs.stack import load_stack_outputs
@@ -220,23 +215,11 @@ def test_cli_exits_1_and_shows_the_fixes(fake_project):
 
 @pytest.fixture
 def launcher(fake_project, storage_emulator, vertex_server, build_server):
-    from google.cloud.devtools import cloudbuild_v1
-
     from jobs.launch.doctor import preflight
 
     stack = load_stack_outputs(outputs_file=fake_project.outputs)
-    registry = Registry(token=lambda: "test-token", base_url=fake_project.registry.url)
-    build_client = cloudbuild_v1.CloudBuildClient(credentials=AnonymousCredentials(), transport="rest",
-                                                  client_options={"api_endpoint": build_server.url})
-    return VertexLauncher(stack, CloudSession(
-        stack=stack,
-        backend=VertexBackend(stack, api_endpoint=vertex_server.url, credentials=AnonymousCredentials()),
-        store=BucketRunStore(stack.runs_prefix, storage_emulator),
-        storage=storage_emulator,
-        registry=registry,
-        builder=CloudBuilder(stack, build_client=build_client, storage_client=storage_emulator, sleep=lambda s: None),
-        preflight=lambda image, data_uri: preflight(stack, image, data_uri, storage=storage_emulator),
-    ))
+    return local_launcher(stack, storage_emulator, vertex_server.url, build_server.url, fake_project.registry.url,
+                          lambda image, data_uri: preflight(stack, image, data_uri, storage=storage_emulator))
 
 
 def train(launcher: VertexLauncher):

@@ -5,16 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from google.auth.credentials import AnonymousCredentials
 from google.cloud.aiplatform_v1 import types
+from launch_servers import local_launcher
 
 from jobs.launch.accelerators import ACCELERATORS, MACHINE_PRICES
-from jobs.launch.backends import VertexBackend
-from jobs.launch.builders import CloudBuilder
 from jobs.launch.launcher import Declined, DuplicateRun, EvalOptions, PreflightError, TrainOptions
-from jobs.launch.registry import Registry
-from jobs.launch.runs import BucketRunStore, UnknownRun
-from jobs.launch.session import CloudSession
+from jobs.launch.runs import UnknownRun
 from jobs.launch.vertex import VertexLauncher
 from jobs.runtime.spec import EvalArgs, TrainArgs
 from jobs.stack import StackOutputs
@@ -36,7 +32,6 @@ def make_stack(region="us-central1", tensorboard="") -> StackOutputs:
 @pytest.fixture
 def cloud(storage_emulator, vertex_server, registry_server, build_server):
     """A VertexLauncher whose clients talk to the local servers."""
-    from google.cloud.devtools import cloudbuild_v1
 
     def connect(stack: StackOutputs | None = None, with_data: bool = True) -> VertexLauncher:
         stack = stack or make_stack()
@@ -46,18 +41,7 @@ def cloud(storage_emulator, vertex_server, registry_server, build_server):
         if with_data:
             bucket.blob("data/dataset.json").upload_from_string(json.dumps(
                 {"content_hash": "c0ffee", "classes": [{"id": 1, "name": "spaghetti"}]}))
-        build_client = cloudbuild_v1.CloudBuildClient(
-            credentials=AnonymousCredentials(), transport="rest",
-            client_options={"api_endpoint": build_server.url})
-        return VertexLauncher(stack, CloudSession(
-            stack=stack,
-            backend=VertexBackend(stack, api_endpoint=vertex_server.url, credentials=AnonymousCredentials()),
-            store=BucketRunStore(stack.runs_prefix, storage_emulator),
-            storage=storage_emulator,
-            registry=Registry(token=lambda: "test-token", base_url=registry_server.url),
-            builder=CloudBuilder(stack, build_client=build_client, storage_client=storage_emulator,
-                                 sleep=lambda s: None),
-        ))
+        return local_launcher(stack, storage_emulator, vertex_server.url, build_server.url, registry_server.url)
 
     return connect
 
