@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -85,8 +86,7 @@ class DataflowPlan:
                              f"{stack.data_uri('NAME')}), not {out}")
         if max_workers < 1:
             raise UsageError(f"--max-workers must be at least 1, not {max_workers}")
-        stamp = (at or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
-        name = job_name or f"{stack.experiment}-prepare-{stamp}".lower()
+        name = job_name or default_job_name(stack.experiment, at)
         if not JOB_NAME.match(name):
             raise UsageError(f"Dataflow job name {name!r}: lowercase letters, digits and '-', starting with a letter, "
                              "at most 63 characters")
@@ -144,6 +144,13 @@ class DataflowPlan:
     def request(self) -> dict[str, Any]:
         """What ``--dry-run`` prints: the pipeline options the job is created with, and where it writes."""
         return {"options": self.options(), "jobs": self.jobs_uri, "work": self.work_prefix, "out": self.out}
+
+
+def default_job_name(experiment: str, at: datetime | None = None) -> str:
+    """``EXPERIMENT-prepare-UTCTIME-XXXX``: four random hex digits, so that two runs started in the same second get
+    jobs and work folders of their own; the experiment is shortened to keep the name within 63 characters."""
+    tail = f"-prepare-{(at or datetime.now(UTC)).strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    return experiment.lower()[: 63 - len(tail)].rstrip("-") + tail
 
 
 def worker_tag() -> str:

@@ -6,6 +6,7 @@ stops at the job's creation: the recorded ``CreateJob`` request is what Dataflow
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from dataflow_service import JOB_ID, FakeDataflow
@@ -95,6 +96,16 @@ def test_a_stack_without_the_dataflow_outputs_is_refused_before_anything_is_cont
         DataflowPlan.make(old, f"gs://{BUCKET}/data/coco")
     with pytest.raises(UsageError, match="gs://"):
         DataflowPlan.make(STACK, "/tmp/coco")
+
+
+def test_two_runs_started_in_the_same_second_get_jobs_and_work_folders_of_their_own():
+    at = datetime(2026, 12, 6, 8, 30, 0, tzinfo=UTC)
+    first, second = (DataflowPlan.make(STACK, f"gs://{BUCKET}/data/coco", at=at) for _ in range(2))
+    assert first.job_name.startswith("exp-coco-prepare-20261206-083000-")
+    assert first.job_name != second.job_name and first.work_prefix != second.work_prefix
+    long = StackOutputs(**{**vars(STACK), "experiment": "exp-" + "a-very-long-experiment-name" * 3})
+    name = DataflowPlan.make(long, f"gs://{BUCKET}/data/coco", at=at).job_name
+    assert len(name) <= 63 and name.startswith("exp-a-very-long") and "-prepare-20261206-083000-" in name
 
 
 def test_dry_run_shows_the_job_and_says_the_price_is_unknown(tmp_path):
