@@ -188,6 +188,21 @@ class Experiment(pulumi.ComponentResource):
             member=self.dataflow_account.member,
             opts=child,
         )
+        # The workers pull the worker image (--sdk_container_image) from the platform's repository ("Use custom
+        # containers in Dataflow": "Dataflow launches workers that pull the specified image"), as this account: a
+        # user-managed account gets no Artifact Registry access by itself ("Deploy to ...", Artifact Registry docs:
+        # "You must configure or modify permissions yourself if ... using a custom service account"). Reader is what
+        # pulling takes (artifactregistry.repositories.downloadArtifacts), not the Writer that Dataflow's security
+        # page suggests for uploads.
+        self.dataflow_images = gcp.artifactregistry.RepositoryIamMember(
+            f"{name}-dataflow-images",
+            project=self.project,
+            location=platform["region"],
+            repository=platform["repositoryId"],
+            role="roles/artifactregistry.reader",
+            member=self.dataflow_account.member,
+            opts=child,
+        )
 
         self.launcher_grants: list[pulumi.CustomResource] = []
         if args.launcher:

@@ -95,6 +95,7 @@ def test_job_account_gets_exactly_its_bucket_and_tensorboard_the_builder_its_sou
         ("BucketIAMMember", "roles/storage.objectViewer", BUILDER, "acme-ml-detector-exp-coco"),
         ("BucketIAMMember", "roles/storage.objectAdmin", WORKERS, "acme-ml-detector-exp-coco"),
         ("IAMMember", "roles/dataflow.worker", WORKERS, PROJECT),
+        ("RepositoryIamMember", "roles/artifactregistry.reader", WORKERS, "detector-platform"),
     }
     accounts = {r.inputs["accountId"] for r in experiment.resources if r.type == ACCOUNT}
     assert accounts == {"detector-exp-coco", "detector-df-exp-coco"}
@@ -110,7 +111,7 @@ def test_conditional_grants_reach_one_prefix_only(experiment: Deployment) -> Non
     unconditional = [r for r in experiment.resources if "member" in r.inputs and "condition" not in r.inputs]
     assert {r.inputs["role"] for r in unconditional} == {
         "roles/storage.objectAdmin", "roles/storage.legacyBucketReader", "roles/dataflow.worker",
-        f"projects/acme-ml/roles/detectorTensorboardWriter_platform_{TENSORBOARD_ID}"}
+        "roles/artifactregistry.reader", f"projects/acme-ml/roles/detectorTensorboardWriter_platform_{TENSORBOARD_ID}"}
 
 
 def test_launcher_may_act_as_the_job_and_build_accounts_and_read_the_images(other_experiment: Deployment) -> None:
@@ -176,7 +177,7 @@ def test_two_experiments_share_nothing_writable(experiment: Deployment, other_ex
 
 def test_names_are_unique_within_a_stack(experiment: Deployment) -> None:
     urns = [r.urn for r in experiment.resources]
-    assert len(urns) == len(set(urns)) == 12
+    assert len(urns) == len(set(urns)) == 13
 
 
 def test_tensorboard_off_drops_its_grant() -> None:
