@@ -171,8 +171,10 @@ def _on_dataflow(out: str, stack: str | None, stack_outputs: Path | None, max_wo
         console.print_json(json.dumps(plan.request()))
         return None
 
-    def confirm(images: int, size: int) -> bool:
+    def confirm(images: int, size: int, warning: str | None) -> bool:
         show(f", {images:,} images ({size / 1e9:.2f} GB)")
+        if warning:
+            console.print(f"warning: {warning}", style="yellow", highlight=False)
         return agreed(yes, "submit the Dataflow job")
 
     def cancel() -> bool:

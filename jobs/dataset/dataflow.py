@@ -46,6 +46,12 @@ PRICES_SOURCE = "Dataflow pricing (cloud.google.com/dataflow/pricing): no figure
 POLL_S = 10.0  # between two looks at the job's state and counters
 CANCEL_WAIT_S = 300.0  # how long a cancelled job is waited for before its work prefix is removed anyway
 # Beam's PipelineState names of the Dataflow job states after which nothing runs any more
+# The predefined roles that read objects (storage.objects.get), from "IAM roles for Cloud Storage"
+# (cloud.google.com/storage/docs/access-control/iam-roles); the workers hold none outside their stack's bucket.
+OBJECT_READERS = frozenset({"roles/storage.admin", "roles/storage.objectAdmin", "roles/storage.objectUser",
+                            "roles/storage.objectViewer", "roles/storage.legacyObjectOwner",
+                            "roles/storage.legacyObjectReader"})
+EVERYONE = frozenset({"allUsers", "allAuthenticatedUsers"})
 ENDED = frozenset({"DONE", "FAILED", "CANCELLED", "DRAINED", "UPDATED", "STOPPED"})
 STAGE = "dataflow"
 
@@ -151,6 +157,36 @@ def default_job_name(experiment: str, at: datetime | None = None) -> str:
     jobs and work folders of their own; the experiment is shortened to keep the name within 63 characters."""
     tail = f"-prepare-{(at or datetime.now(UTC)).strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     return experiment.lower()[: 63 - len(tail)].rstrip("-") + tail
+
+
+def workers_may_read(plan: DataflowPlan, images: str) -> str | None:
+    """None when the job's workers may read the images, as far as their bucket's IAM policy shows; else why they may
+    not, with the grant that lets them. Their stack's bucket is theirs; another bucket's policy must give their account
+    (or everyone) a role that reads objects. A group's or a project's grant cannot be seen here, so this is a warning
+    for the confirmation, not a refusal."""
+    from google.api_core.exceptions import Forbidden, NotFound, Unauthorized
+
+    from jobs.dataset.gcs import client, split_uri
+
+    bucket = split_uri(images)[0]
+    if bucket == plan.stack.bucket:
+        return None
+    member = f"serviceAccount:{plan.stack.dataflow_service_account}"
+    grant = (f"gcloud storage buckets add-iam-policy-binding gs://{bucket} --member={member} "
+             "--role=roles/storage.objectViewer")
+    try:
+        policy = client().bucket(bucket).get_iam_policy(requested_policy_version=3)
+    except (Forbidden, Unauthorized, NotFound) as err:
+        return (f"the workers' access to gs://{bucket} could not be checked ({err.message}; reading its IAM policy "
+                f"needs storage.buckets.getIamPolicy). Without a role that reads objects there, the job fails at its "
+                f"first image: {grant}")
+    for binding in policy.bindings:
+        if binding["role"] in OBJECT_READERS and not binding.get("condition") \
+                and ({member} | EVERYONE) & set(binding["members"]):
+            return None
+    return (f"the IAM policy of gs://{bucket} gives the workers ({member.removeprefix('serviceAccount:')}) no role "
+            f"that reads objects: unless a group or a project role does, the job fails at its first image. "
+            f"Grant it: {grant}")
 
 
 def worker_tag() -> str:

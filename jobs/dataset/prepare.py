@@ -63,11 +63,12 @@ DatasetSummary = dict[str, Any]
 
 @dataclass(frozen=True)
 class OnDataflow:
-    """``--engine dataflow``: the job, and the user's say before it is submitted (the images and their bytes: the
-    caller shows the price) and on Ctrl-C while it runs (True: cancel it)."""
+    """``--engine dataflow``: the job, and the user's say before it is submitted (the images, their bytes and a
+    warning when the workers may not be able to read them; the caller shows the price) and on Ctrl-C while it runs
+    (True: cancel it)."""
 
     plan: DataflowPlan
-    confirm: Callable[[int, int], bool] = lambda images, size: True
+    confirm: Callable[[int, int, str | None], bool] = lambda images, size, warning: True
     cancel: Callable[[], bool] = lambda: True
     poll_s: float = 10.0
     overrides: dict[str, Any] = field(default_factory=dict)  # further pipeline options (tests: a local endpoint)
@@ -186,7 +187,7 @@ def _prepare_gcs(options: PrepareOptions, progress: Progress | None, inputs: lis
 def _on_dataflow(run: OnDataflow, stage: Path, loaded: Loaded, planned: Plan, options: PrepareOptions,
                  fingerprint: str, progress: Progress | None) -> tuple[DatasetSummary, Checked]:
     """The shards written by a Dataflow job, the rest here; published with the shards copied in Cloud Storage."""
-    from jobs.dataset.dataflow import run_job
+    from jobs.dataset.dataflow import run_job, workers_may_read
     from jobs.dataset.gcs import upload_dataset
 
     if not isinstance(loaded.images_dir, str):
@@ -194,7 +195,7 @@ def _on_dataflow(run: OnDataflow, stage: Path, loaded: Loaded, planned: Plan, op
                          "here: copy it (gcloud storage cp -r DIR gs://BUCKET/PREFIX) and pass --images "
                          "gs://BUCKET/PREFIX, or use --engine local or beam")
     jobs = [job for items in planned.splits.values() for job in items]
-    if not run.confirm(len(jobs), sum(job.size_bytes for job in jobs)):
+    if not run.confirm(len(jobs), sum(job.size_bytes for job in jobs), workers_may_read(run.plan, loaded.images_dir)):
         raise Declined("not submitted")
     with run_job(run.plan, planned, options.num_shards, options.shard_bytes, progress, run.cancel, run.poll_s,
                  **run.overrides) as finished:

@@ -38,6 +38,7 @@ class FaultyProxy:
     def __init__(self, upstream: int):
         self.faults: dict[str, list[str]] = {}
         self.forbidden: set[str] = set()  # objects whose downloads are answered 403, as without storage.objects.get
+        self.forbidden_policies: set[str] = set()  # buckets whose IAM policy reads are answered 403
         self.uploads: dict[str, int] = {}
         self.downloads: dict[str, int] = {}
         proxy = self
@@ -52,13 +53,12 @@ class FaultyProxy:
                     name = unquote(self.path.split("/o/", 1)[1].split("?", 1)[0])
                     proxy.downloads[name] = proxy.downloads.get(name, 0) + 1
                     if name in proxy.forbidden:
-                        answer = b'{"error": {"code": 403, "message": "caller does not have storage.objects.get"}}'
-                        self.send_response(403)
-                        self.send_header("Content-Type", "application/json")
-                        self.send_header("Content-Length", str(len(answer)))
-                        self.end_headers()
-                        self.wfile.write(answer)
+                        self._deny("storage.objects.get")
                         return
+                policy = re.match(r".*/b/([^/?]+)/iam(\?|$)", self.path)
+                if self.command == "GET" and policy and policy.group(1) in proxy.forbidden_policies:
+                    self._deny("storage.buckets.getIamPolicy")
+                    return
                 name = proxy._object(body) if self.command == "POST" and "/upload/" in self.path else None
                 if name is not None:
                     proxy.uploads[name] = proxy.uploads.get(name, 0) + 1
@@ -85,6 +85,14 @@ class FaultyProxy:
                 self.end_headers()
                 self.wfile.write(data)
                 upstream_connection.close()
+
+            def _deny(self, permission: str) -> None:
+                answer = b'{"error": {"code": 403, "message": "caller does not have %s"}}' % permission.encode()
+                self.send_response(403)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _forward
 

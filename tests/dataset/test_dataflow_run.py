@@ -72,17 +72,18 @@ def test_a_dataflow_job_writes_what_the_local_engine_writes_and_publishes_it(sto
     proxy.downloads.clear()
     service = FakeDataflow()
     seen: list[tuple[str, int, int]] = []
-    asked: list[tuple[int, int]] = []
+    asked: list[tuple[int, int, str | None]] = []
     try:
-        result = prepare(options(labels, service, confirm=lambda n, size: asked.append((n, size)) or True),
-                         lambda stage, done, total: seen.append((stage, done, total)))
+        result = prepare(
+            options(labels, service, confirm=lambda n, size, warning: asked.append((n, size, warning)) or True),
+            lambda stage, done, total: seen.append((stage, done, total)))
     finally:
         service.close()
     assert service.error is None, service.error
     total = local.summary["verify"]["images"]  # every image the labels name that exists
     images_read = {name: count for name, count in proxy.downloads.items() if name.startswith("photos/")}
     assert len(images_read) == total and set(images_read.values()) == {1}, "each image read once, by a worker"
-    assert asked == [(total, sum(path.stat().st_size for path in images.iterdir()))]
+    assert asked == [(total, sum(path.stat().st_size for path in images.iterdir()), None)]  # in the stack's bucket
 
     got = outcome(download(client, "data/coco", tmp_path / "published"))
     expected = outcome(tmp_path / "local")
@@ -110,7 +111,7 @@ def test_a_failed_job_publishes_nothing_and_leaves_the_previous_output(storage, 
     service = FakeDataflow(run=False, end="JOB_STATE_FAILED")
     try:
         with pytest.raises(DataflowJobFailed, match="ended FAILED; nothing was published"):
-            prepare(options(labels, service, confirm=lambda n, size: True))
+            prepare(options(labels, service, confirm=lambda n, size, warning: True))
     finally:
         service.close()
     assert objects(client) == before
@@ -141,7 +142,7 @@ def test_declined_or_local_images_submit_nothing(storage):
     service = FakeDataflow()
     try:
         with pytest.raises(Declined):
-            prepare(options(labels, service, confirm=lambda n, size: False))
+            prepare(options(labels, service, confirm=lambda n, size, warning: False))
         local = options(labels, service)
         local = PrepareOptions(CheckOptions(labels, images), OUT, dataflow=local.dataflow)
         with pytest.raises(UsageError, match="read the images in Cloud Storage"):

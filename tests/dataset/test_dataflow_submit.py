@@ -15,7 +15,7 @@ from google.cloud.dataflow_v1beta3 import WorkerIPAddressConfiguration
 
 from jobs.dataset.annotations import Box
 from jobs.dataset.beam import parse_job
-from jobs.dataset.dataflow import DataflowPlan
+from jobs.dataset.dataflow import DataflowPlan, workers_may_read
 from jobs.dataset.examine import ImageJob
 from jobs.errors import UsageError
 from jobs.stack import StackOutputs
@@ -106,6 +106,31 @@ def test_two_runs_started_in_the_same_second_get_jobs_and_work_folders_of_their_
     long = StackOutputs(**{**vars(STACK), "experiment": "exp-" + "a-very-long-experiment-name" * 3})
     name = DataflowPlan.make(long, f"gs://{BUCKET}/data/coco", at=at).job_name
     assert len(name) <= 63 and name.startswith("exp-a-very-long") and "-prepare-20261206-083000-" in name
+
+
+def test_the_workers_access_to_images_in_another_bucket_is_read_from_its_iam_policy(monkeypatch):
+    """The workers hold no Cloud Storage role outside their stack's bucket: the confirmation warns, with the grant."""
+    plan = DataflowPlan.make(STACK, f"gs://{BUCKET}/data/coco")
+    images, worker = "gs://partner-photos/2026", f"serviceAccount:{WORKER}"
+    with emulated_storage(monkeypatch) as (proxy, storage):
+        other = storage.create_bucket("partner-photos")
+        assert workers_may_read(plan, f"gs://{BUCKET}/photos") is None  # their own bucket
+        warning = workers_may_read(plan, images)
+        assert "gives the workers" in warning
+        assert (f"gcloud storage buckets add-iam-policy-binding gs://partner-photos --member={worker} "
+                "--role=roles/storage.objectViewer") in warning
+
+        def grant(role: str) -> None:
+            policy = other.get_iam_policy(requested_policy_version=3)
+            policy.bindings.append({"role": role, "members": {worker}})
+            other.set_iam_policy(policy)
+
+        grant("roles/storage.objectCreator")  # writing is not reading
+        assert "gives the workers" in workers_may_read(plan, images)
+        grant("roles/storage.objectViewer")
+        assert workers_may_read(plan, images) is None
+        proxy.forbidden_policies.add("partner-photos")
+        assert "could not be checked" in workers_may_read(plan, images)
 
 
 def test_dry_run_shows_the_job_and_says_the_price_is_unknown(tmp_path):
