@@ -30,6 +30,8 @@ from jobs.dataset.findings import (
 )
 from jobs.io import OUTPUT_MARKER
 
+# What data prepare takes as an image (TIFF is re-encoded); prediction looks for fewer
+# (jobs.runtime.predict.IMAGE_SUFFIXES).
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 SHOWN = 5
 

@@ -27,6 +27,8 @@ __all__ = ["Detection", "Detector", "Picture", "Predictions", "Predictor", "Unre
 
 KIND = "predictions"  # the kind of output folder (jobs.io): --out replaces only earlier predictions
 OWN_FILES = {"detections.csv", "detections.json"}
+# What prediction looks for in a folder (batch prediction in a bucket); data prepare also takes TIFF
+# (jobs.dataset.locate.IMAGE_SUFFIXES).
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 CHUNK = 16  # pictures held in memory and handed to the detector at once

@@ -25,9 +25,9 @@ from jobs.dataset.findings import (
     YAML_ALIAS,
     Report,
 )
+from jobs.dataset.locate import IMAGE_SUFFIXES
 from jobs.dataset.readers.base import display_name, fatal, number, read_text, register_reader, shown
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 YAML_SPLITS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 LINE_HELP = "expected 'class x_center y_center width height' (fractions of the image size)"
 
