@@ -162,8 +162,9 @@ def _on_dataflow(out: str, stack: str | None, stack_outputs: Path | None, max_wo
 
     plan = DataflowPlan.make(load_stack_outputs(stack, stack_outputs), out, max_workers, machine_type)
 
-    def show(detail: str = "") -> None:
-        console.print(f"{plan.summary()}{detail}; price unknown", highlight=False)
+    def show(detail: str = "", size: int | None = None) -> None:
+        console.print(f"{plan.summary()}{detail}", highlight=False)
+        console.print(f"  price: {plan.price(size)}", highlight=False)
         console.print(f"  prices: {PRICES_SOURCE}", style="dim", highlight=False)
 
     if dry_run:
@@ -172,7 +173,7 @@ def _on_dataflow(out: str, stack: str | None, stack_outputs: Path | None, max_wo
         return None
 
     def confirm(images: int, size: int, warning: str | None) -> bool:
-        show(f", {images:,} images ({size / 1e9:.2f} GB)")
+        show(f", {images:,} images ({size / 1e9:.2f} GB)", size)
         if warning:
             console.print(f"warning: {warning}", style="yellow", highlight=False)
         return agreed(yes, "submit the Dataflow job")

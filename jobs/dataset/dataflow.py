@@ -40,18 +40,39 @@ WORKER_IMAGE = "dataflow-worker"  # images/dataflow-worker, pushed to the platfo
 DEFAULT_MACHINE_TYPE = "n2-standard-4"  # a choice of this tool (4 vCPUs, 16 GB); --machine-type picks another
 DEFAULT_MAX_WORKERS = 10
 JOB_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")  # Dataflow job names (Beam's own check)
-# Dataflow's prices are not kept here: the stored copy of the "Dataflow pricing" page lists the billed resources
-# (worker vCPU, memory and Persistent Disk per hour, Dataflow Shuffle per GB) but no figures.
-PRICES_SOURCE = "Dataflow pricing (cloud.google.com/dataflow/pricing): no figures kept, price unknown"
 POLL_S = 10.0  # between two looks at the job's state and counters
 CANCEL_WAIT_S = 300.0  # how long a cancelled job is waited for before its work prefix is removed anyway
-# Beam's PipelineState names of the Dataflow job states after which nothing runs any more
 # The predefined roles that read objects (storage.objects.get), from "IAM roles for Cloud Storage"
 # (cloud.google.com/storage/docs/access-control/iam-roles); the workers hold none outside their stack's bucket.
 OBJECT_READERS = frozenset({"roles/storage.admin", "roles/storage.objectAdmin", "roles/storage.objectUser",
                             "roles/storage.objectViewer", "roles/storage.legacyObjectOwner",
                             "roles/storage.legacyObjectReader"})
 EVERYONE = frozenset({"allUsers", "allAuthenticatedUsers"})
+
+
+@dataclass(frozen=True)
+class DataflowPrices:
+    """Dataflow batch prices, USD, us-central1, as Google's own load tests price their Dataflow jobs:
+    GoogleCloudPlatform/DataflowTemplates, it/google-cloud-platform/src/main/java/org/apache/beam/it/gcp/
+    LoadTestBase.java (commit 093ee09c, read 2026-12-06), "Dataflow resources cost factors (showing us-central-1
+    pricing). See https://cloud.google.com/dataflow/pricing#pricing-details"; Apache Beam's load tests
+    (apache_beam/testing/load_tests/dataflow_cost_consts.py) hold the same figures. They are that code's, not the
+    pricing page's: its stored copies hold no figures. Other regions cost differently."""
+
+    vcpu_hour: float = 0.056
+    memory_gb_hour: float = 0.003557
+    disk_gb_hour: float = 0.000054  # standard Persistent Disk
+    shuffle_gb: float = 0.011  # Dataflow Shuffle, per GB of shuffle data processed
+
+
+PRICES = DataflowPrices()
+PRICES_SOURCE = ("us-central1 batch prices as written in Google's DataflowTemplates load tests (LoadTestBase.java, "
+                 "crediting cloud.google.com/dataflow/pricing; read 2026-12-06); other regions differ")
+# A batch worker's boot disk with Dataflow Shuffle, the batch default ("Configure Dataflow worker VMs",
+# "Dataflow shuffle for batch jobs").
+BOOT_DISK_GB = 25
+MACHINE_SHAPES = {"n2-standard-4": (4, 16)}  # vCPUs and GB of memory of the machine types priced here
+# Beam's PipelineState names of the Dataflow job states after which nothing runs any more
 ENDED = frozenset({"DONE", "FAILED", "CANCELLED", "DRAINED", "UPDATED", "STOPPED"})
 STAGE = "dataflow"
 
@@ -146,6 +167,24 @@ class DataflowPlan:
     def summary(self) -> str:
         return (f"Dataflow job {self.job_name} in {self.stack.region}: up to {self.max_workers} x "
                 f"{self.machine_type}, writing {self.out}")
+
+    def price(self, size_bytes: int | None = None) -> str:
+        """The job's price, as far as it can be told before it runs: its workers by the hour (how long they run is
+        not known), and Dataflow Shuffle of the records (the images' bytes, grouped by shard) when their size is."""
+        shape = MACHINE_SHAPES.get(self.machine_type)
+        if shape is None:
+            workers = f"workers' price unknown ({self.machine_type} is not priced here)"
+        else:
+            vcpus, memory = shape
+            hourly = vcpus * PRICES.vcpu_hour + memory * PRICES.memory_gb_hour + BOOT_DISK_GB * PRICES.disk_gb_hour
+            workers = (f"up to ${self.max_workers * hourly:.2f} an hour of workers ({self.max_workers} x "
+                       f"${hourly:.3f})")
+        if size_bytes is None:
+            shuffle = f"Dataflow Shuffle at ${PRICES.shuffle_gb}/GB of the images' bytes"
+        else:
+            gigabytes = size_bytes / 1e9
+            shuffle = f"about ${gigabytes * PRICES.shuffle_gb:.2f} of Dataflow Shuffle ({gigabytes:.2f} GB)"
+        return f"{workers} while the job runs, plus {shuffle}"
 
     def request(self) -> dict[str, Any]:
         """What ``--dry-run`` prints: the pipeline options the job is created with, and where it writes."""

@@ -133,7 +133,17 @@ def test_the_workers_access_to_images_in_another_bucket_is_read_from_its_iam_pol
         assert "could not be checked" in workers_may_read(plan, images)
 
 
-def test_dry_run_shows_the_job_and_says_the_price_is_unknown(tmp_path):
+def test_the_price_is_the_workers_by_the_hour_and_the_shuffle_of_the_images_bytes():
+    plan = DataflowPlan.make(STACK, f"gs://{BUCKET}/data/coco", max_workers=10)
+    # n2-standard-4: 4 x $0.056 + 16 x $0.003557 + 25 GB x $0.000054 = $0.282 an hour
+    assert plan.price(2_000_000_000) == ("up to $2.82 an hour of workers (10 x $0.282) while the job runs, plus about "
+                                         "$0.02 of Dataflow Shuffle (2.00 GB)")
+    assert "Dataflow Shuffle at $0.011/GB" in plan.price()
+    other = DataflowPlan.make(STACK, f"gs://{BUCKET}/data/coco", machine_type="c3-standard-8")
+    assert other.price(10**9).startswith("workers' price unknown (c3-standard-8 is not priced here)")
+
+
+def test_dry_run_shows_the_job_and_its_price(tmp_path):
     import subprocess
     import sys
     from pathlib import Path
@@ -147,7 +157,7 @@ def test_dry_run_shows_the_job_and_says_the_price_is_unknown(tmp_path):
     shown = subprocess.run([sys.executable, "-m", "jobs", *args, "--dry-run"], cwd=repo, env=env,
                            capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0, shown.stderr
-    assert "price unknown" in shown.stdout
+    assert "up to $0.85 an hour of workers (3 x $0.282)" in shown.stdout and "DataflowTemplates" in shown.stdout
     request = json.loads(shown.stdout[shown.stdout.index("{"):])
     assert request["options"]["service_account_email"] == WORKER
     assert request["options"]["max_num_workers"] == 3
