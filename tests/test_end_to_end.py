@@ -17,8 +17,8 @@ STEPS = 300
 def demo(tmp_path_factory):
     from jobs.demo import run_demo
 
-    # 300 steps, not fewer: at 200 the run's AP50 depended on TensorFlow's thread count (0.28 to 0.93 over 1 to 16
-    # intra-op threads on one machine); at 300 it was 0.94 or more with each.
+    # 300 steps, not fewer: at 200 the run's AP50 depended on TensorFlow's thread count (0.44 to 0.93 over 1 to 16
+    # intra-op threads on one machine, 0.28 in a CI run); at 300 it was 0.94 to 0.98 with 1, 2, 8 and 16.
     return run_demo(tmp_path_factory.mktemp("demo"), steps=STEPS, images=150)
 
 
