@@ -164,37 +164,30 @@ class Experiment(pulumi.ComponentResource):
                 opts=child,
             )
 
-        # Dataflow workers of `data prepare --engine dataflow` run as an account of their own: the platform's worker
-        # role on the project (what a worker VM needs to run its share of a job, no Cloud Storage), and this bucket.
+        # Dataflow workers of `data prepare --engine dataflow` run as an account of their own: the worker role on
+        # the project (what a worker VM needs to run its share of a job), and objects of this bucket only.
         self.dataflow_account = gcp.serviceaccount.Account(
             f"{name}-dataflow",
             project=self.project,
             account_id=args.names.dataflow_account,
             display_name=f"Detector Dataflow workers of {args.names.stack}",
-            description=f"Runs the Dataflow workers of experiment {args.names.stack}; reads and writes only its own "
-                        "bucket.",
+            description=f"Runs the Dataflow workers of experiment {args.names.stack}; writes only its own bucket.",
             opts=child,
         )
         self.dataflow_worker = gcp.projects.IAMMember(
             f"{name}-dataflow-worker",
             project=self.project,
-            role=self.platform.get_output("dataflowWorkerRole").apply(_dataflow_worker_role),
+            role="roles/dataflow.worker",
             member=self.dataflow_account.member,
             opts=child,
         )
-        # The Cloud Storage part of roles/dataflow.worker, on this bucket only: objects (the jobs file, the images
-        # kept here, shards, Beam's staging and temporary files) and storage.buckets.get (legacyBucketReader).
-        self.dataflow_bucket = [
-            gcp.storage.BucketIAMMember(
-                f"{name}-dataflow-{suffix}",
-                bucket=self.bucket.name,
-                role=role,
-                member=self.dataflow_account.member,
-                opts=child,
-            )
-            for suffix, role in (("objects", "roles/storage.objectAdmin"),
-                                 ("bucket", "roles/storage.legacyBucketReader"))
-        ]
+        self.dataflow_bucket = gcp.storage.BucketIAMMember(
+            f"{name}-dataflow-objects",
+            bucket=self.bucket.name,
+            role="roles/storage.objectAdmin",
+            member=self.dataflow_account.member,
+            opts=child,
+        )
         # The workers pull the worker image (--sdk_container_image) from the platform's repository ("Use custom
         # containers in Dataflow": "Dataflow launches workers that pull the specified image"), as this account: a
         # user-managed account gets no Artifact Registry access by itself ("Deploy to ...", Artifact Registry docs:
@@ -299,17 +292,6 @@ def _platform_output(platform: pulumi.StackReference, key: str, stack: str) -> p
         return value
 
     return platform.get_output(key).apply(present)
-
-
-def _dataflow_worker_role(platform_role: str | None) -> str:
-    """The platform's Dataflow worker role; a platform made before it existed leaves the workers
-    roles/dataflow.worker, with its Cloud Storage permissions on every bucket of the project, until it is updated."""
-    if platform_role:
-        return platform_role
-    pulumi.log.warn("the platform stack has no dataflowWorkerRole output (made by an older version): the Dataflow "
-                    "workers get roles/dataflow.worker, which reads and adds objects in every bucket of the project; "
-                    "run `pulumi up` on the platform stack, then on this stack")
-    return "roles/dataflow.worker"
 
 
 def _same_project(args: ExperimentArgs, platform_project: str) -> str:

@@ -99,12 +99,6 @@ class StackNames:
         room = 64 - len(tensorboard_id) - 1
         return f"{fit(f'{APP}TensorboardWriter', self.stack, room)}_{tensorboard_id}".replace("-", "_")
 
-    def dataflow_worker_role(self, network_id: str) -> str:
-        """Custom role id of the Dataflow workers (rules as `tensorboard_writer_role`), ending in the id of
-        the platform's Dataflow network: a platform made again gets a new network, hence a new role id."""
-        room = 64 - len(network_id) - 1
-        return f"{fit(f'{APP}DataflowWorker', self.stack, room)}_{network_id}".replace("-", "_")
-
     @property
     def experiment_label(self) -> str:
         """Label values: up to 63 characters of [a-z0-9_-]."""

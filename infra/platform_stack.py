@@ -42,35 +42,6 @@ DATAFLOW_SUBNET_RANGE = "10.128.0.0/20"  # the workers' private addresses; nothi
 DATAFLOW_WORKER_PORTS = ["12345-12346"]
 DATAFLOW_TAG = "dataflow"
 
-# What a Dataflow worker VM needs to run its share of a job: the permissions of roles/dataflow.worker ("Dataflow
-# roles and permissions", IAM docs) but its three Cloud Storage ones (storage.buckets.get, storage.objects.create,
-# storage.objects.get). That role can only be granted on a project, where those three would let every experiment's
-# workers read and add objects in every bucket of the project; each experiment grants its workers its own bucket
-# instead. "Dataflow security and permissions" allows the substitution: the worker account "must have the
-# roles/dataflow.worker role ... Alternately, create a custom IAM role with the required permissions".
-DATAFLOW_WORKER_PERMISSIONS: tuple[str, ...] = (
-    "autoscaling.sites.readRecommendations",
-    "autoscaling.sites.writeMetrics",
-    "autoscaling.sites.writeState",
-    "compute.instanceGroupManagers.update",
-    "compute.instances.delete",
-    "compute.instances.setDiskAutoDelete",
-    "dataflow.jobs.get",
-    "dataflow.shuffle.read",
-    "dataflow.shuffle.write",
-    "dataflow.streamingWorkItems.ImportState",
-    "dataflow.streamingWorkItems.commitWork",
-    "dataflow.streamingWorkItems.getData",
-    "dataflow.streamingWorkItems.getWork",
-    "dataflow.streamingWorkItems.getWorkerMetadata",
-    "dataflow.workItems.lease",
-    "dataflow.workItems.sendMessage",
-    "dataflow.workItems.update",
-    "logging.logEntries.create",
-    "logging.logEntries.route",
-    "monitoring.timeSeries.create",
-)
-
 # The permissions the TensorBoard uploader of a Vertex AI custom job uses, as the job's service account: find the
 # instance (and its blob storage prefix), create and find the experiment, its runs and time series, and write data
 # points (the IAM permissions of each method in the Vertex AI REST reference, projects.locations.tensorboards.*).
@@ -286,15 +257,6 @@ class Platform(pulumi.ComponentResource):
             description="Dataflow workers to Dataflow workers (shuffle and streaming), nothing else.",
             opts=self._needs(COMPUTE),
         )
-        self.dataflow_worker = gcp.projects.IAMCustomRole(
-            f"{name}-dataflow-worker",
-            project=args.project,
-            role_id=self.network.network_id.apply(args.names.dataflow_worker_role),
-            title="Detector Dataflow worker",
-            description="roles/dataflow.worker without Cloud Storage: each experiment grants its workers its bucket.",
-            permissions=list(DATAFLOW_WORKER_PERMISSIONS),
-            opts=self._needs("iam.googleapis.com"),
-        )
 
         self.tensorboard: gcp.vertex.AiTensorboard | None = None
         self.tensorboard_writer: gcp.projects.IAMCustomRole | None = None
@@ -332,7 +294,6 @@ class Platform(pulumi.ComponentResource):
             "tensorboardWriterRole": self.tensorboard_writer.name if self.tensorboard_writer else "",
             "tensorboardBlobStoragePrefix": self.tensorboard.blob_storage_path_prefix if self.tensorboard else "",
             "dataflowSubnetwork": self.subnetwork.self_link,
-            "dataflowWorkerRole": self.dataflow_worker.name,
         }
         self.register_outputs(self.outputs)
 

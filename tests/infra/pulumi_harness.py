@@ -37,7 +37,6 @@ PROJECT_NUMBER = "123456789012"
 REGION = "us-central1"
 PLATFORM_STACK = "organization/detector/platform"
 TENSORBOARD_ID = "4242424242"
-NETWORK_ID = "7070707070707070707"
 TENSORBOARD_BUCKET = "cloud-ai-platform-0a1b2c3d"
 
 
@@ -113,7 +112,6 @@ class RecordingMocks(pulumi.runtime.Mocks):
                       "blobStoragePathPrefix": f"{TENSORBOARD_BUCKET}/tensorboard-{TENSORBOARD_ID}"}
         elif args.typ == "gcp:compute/network:Network":
             resource_id = f"projects/{inputs['project']}/global/networks/{inputs['name']}"
-            state["networkId"] = NETWORK_ID
         elif args.typ == "gcp:compute/subnetwork:Subnetwork":  # as GCP reports it
             state["selfLink"] = (f"https://www.googleapis.com/compute/v1/projects/{inputs['project']}/regions/"
                                  f"{inputs['region']}/subnetworks/{inputs['name']}")

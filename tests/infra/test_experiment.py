@@ -7,7 +7,6 @@ import re
 import pulumi
 import pytest
 from pulumi_harness import (
-    NETWORK_ID,
     PLATFORM_STACK,
     PROJECT,
     REGION,
@@ -30,7 +29,6 @@ STACK_REFERENCE = "pulumi:pulumi:StackReference"
 JOB = "serviceAccount:detector-exp-coco@acme-ml.iam.gserviceaccount.com"
 BUILDER = "serviceAccount:detector-build-platform@acme-ml.iam.gserviceaccount.com"
 WORKERS = "serviceAccount:detector-df-exp-coco@acme-ml.iam.gserviceaccount.com"
-DATAFLOW_WORKER_ROLE = f"projects/acme-ml/roles/detectorDataflowWorker_platform_{NETWORK_ID}"
 SUBNETWORK = ("https://www.googleapis.com/compute/v1/projects/acme-ml/regions/us-central1/subnetworks/"
               "detector-dataflow-platform")
 
@@ -96,8 +94,7 @@ def test_job_account_gets_exactly_its_bucket_and_tensorboard_the_builder_its_sou
         ("IAMMember", role, JOB, PROJECT),
         ("BucketIAMMember", "roles/storage.objectViewer", BUILDER, "acme-ml-detector-exp-coco"),
         ("BucketIAMMember", "roles/storage.objectAdmin", WORKERS, "acme-ml-detector-exp-coco"),
-        ("BucketIAMMember", "roles/storage.legacyBucketReader", WORKERS, "acme-ml-detector-exp-coco"),
-        ("IAMMember", DATAFLOW_WORKER_ROLE, WORKERS, PROJECT),
+        ("IAMMember", "roles/dataflow.worker", WORKERS, PROJECT),
         ("RepositoryIamMember", "roles/artifactregistry.reader", WORKERS, "detector-platform"),
     }
     accounts = {r.inputs["accountId"] for r in experiment.resources if r.type == ACCOUNT}
@@ -113,7 +110,7 @@ def test_conditional_grants_reach_one_prefix_only(experiment: Deployment) -> Non
         f'resource.name.startsWith("projects/_/buckets/{TENSORBOARD_BUCKET}/objects/tensorboard-{TENSORBOARD_ID}/")')
     unconditional = [r for r in experiment.resources if "member" in r.inputs and "condition" not in r.inputs]
     assert {r.inputs["role"] for r in unconditional} == {
-        "roles/storage.objectAdmin", "roles/storage.legacyBucketReader", DATAFLOW_WORKER_ROLE,
+        "roles/storage.objectAdmin", "roles/storage.legacyBucketReader", "roles/dataflow.worker",
         "roles/artifactregistry.reader", f"projects/acme-ml/roles/detectorTensorboardWriter_platform_{TENSORBOARD_ID}"}
 
 
@@ -180,7 +177,7 @@ def test_two_experiments_share_nothing_writable(experiment: Deployment, other_ex
 
 def test_names_are_unique_within_a_stack(experiment: Deployment) -> None:
     urns = [r.urn for r in experiment.resources]
-    assert len(urns) == len(set(urns)) == 14
+    assert len(urns) == len(set(urns)) == 13
 
 
 def test_tensorboard_off_drops_its_grant() -> None:
@@ -242,28 +239,11 @@ def test_distinct_stack_names_never_share_a_gcp_name() -> None:
     for attribute in ("bucket", "job_account", "build_account", "repository", "experiment_label"):
         values = [getattr(naming.StackNames(project=PROJECT, stack=s), attribute) for s in stacks]
         assert len(set(values)) == len(stacks), (attribute, values)
-    for role in ("tensorboard_writer_role", "dataflow_worker_role"):
-        ids = {getattr(naming.StackNames(project=PROJECT, stack=s), role)("7" * 19) for s in stacks}
-        assert len(ids) == len(stacks) and all(re.fullmatch(r"[a-zA-Z0-9_.]{3,64}", i) for i in ids), ids
+    roles = {naming.StackNames(project=PROJECT, stack=s).tensorboard_writer_role("42") for s in stacks}
+    assert len(roles) == len(stacks)
 
 
 def test_an_older_platform_without_a_dataflow_subnetwork_still_deploys(platform: Deployment) -> None:
-    older = {key: value for key, value in platform.outputs.items()
-             if key not in ("dataflowSubnetwork", "dataflowWorkerRole")}
+    older = {key: value for key, value in platform.outputs.items() if key != "dataflowSubnetwork"}
     deployed = deploy("exp-old", experiment_config(), {PLATFORM_STACK: older})
     assert StackOutputs.from_outputs(deployed.outputs, "exp-old").dataflow_subnetwork == ""
-    # its workers keep Google's worker role until the platform is updated (pulumi up warns)
-    worker = deployed.one("gcp:projects/iAMMember:IAMMember", member=WORKERS.replace("exp-coco", "exp-old"))
-    assert worker.inputs["role"] == "roles/dataflow.worker"
-
-
-def test_dataflow_workers_hold_no_cloud_storage_permission_on_the_project(experiment: Deployment,
-                                                                          platform: Deployment) -> None:
-    """roles/dataflow.worker would let them read and add objects in every bucket of the project."""
-    (grant,) = [r for r in experiment.of_type("gcp:projects/iAMMember:IAMMember") if r.inputs["member"] == WORKERS]
-    role = platform.one("gcp:projects/iAMCustomRole:IAMCustomRole", title="Detector Dataflow worker")
-    assert grant.inputs["role"] == DATAFLOW_WORKER_ROLE == f"projects/{PROJECT}/roles/{role.inputs['roleId']}"
-    assert not any(permission.startswith("storage.") for permission in role.inputs["permissions"])
-    on_buckets = {r.inputs["bucket"] for r in experiment.resources
-                  if r.inputs.get("member") == WORKERS and "bucket" in r.inputs}
-    assert on_buckets == {"acme-ml-detector-exp-coco"}

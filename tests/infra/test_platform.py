@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from pulumi_harness import (
-    NETWORK_ID,
     PLATFORM_STACK,
     PROJECT,
     PROJECT_NUMBER,
@@ -68,7 +67,6 @@ def test_enables_every_api_with_a_reason_and_never_disables_one(platform: Deploy
         ("platform-dataflow-network", {"compute"}),
         ("platform-dataflow-subnet", {"compute"}),
         ("platform-dataflow-workers", {"compute"}),
-        ("platform-dataflow-worker", {"iam"}),
     ],
 )
 def test_every_resource_waits_for_the_apis_it_needs(platform: Deployment, name: str, apis: set[str]) -> None:
@@ -80,7 +78,7 @@ def test_every_resource_waits_for_the_apis_it_needs(platform: Deployment, name: 
 def test_every_cloud_resource_is_covered_by_an_api_dependency(platform: Deployment) -> None:
     others = [r for r in platform.cloud if r.type != SERVICE]
     service_urns = {s.urn for s in platform.of_type(SERVICE)}
-    assert len(others) == 13
+    assert len(others) == 12
     assert all(r.dependencies & service_urns for r in others)
     assert platform.invokes == ["gcp:organizations/getProject:getProject"]
 
@@ -138,7 +136,7 @@ def test_tensorboard_and_its_least_privilege_writer_role(platform: Deployment) -
     tensorboard = platform.one("gcp:vertex/aiTensorboard:AiTensorboard")
     assert tensorboard.inputs["region"] == REGION
     assert tensorboard.inputs["labels"]["experiment"] == "platform"
-    role = platform.one("gcp:projects/iAMCustomRole:IAMCustomRole", title="Detector TensorBoard writer")
+    role = platform.one("gcp:projects/iAMCustomRole:IAMCustomRole")
     # The role id ends in the instance id: a platform made again (new instance) never reuses a deleted role id.
     assert role.inputs["roleId"] == f"detectorTensorboardWriter_platform_{TENSORBOARD_ID}"
     assert role.inputs["permissions"] == list(platform_stack.TENSORBOARD_WRITER_PERMISSIONS)
@@ -162,7 +160,6 @@ def test_outputs(platform: Deployment) -> None:
         "tensorboardBlobStoragePrefix": f"{TENSORBOARD_BUCKET}/tensorboard-{TENSORBOARD_ID}",
         "dataflowSubnetwork": f"https://www.googleapis.com/compute/v1/projects/{PROJECT}/regions/{REGION}/"
                               "subnetworks/detector-dataflow-platform",
-        "dataflowWorkerRole": f"projects/{PROJECT}/roles/detectorDataflowWorker_platform_{NETWORK_ID}",
     }
 
 
@@ -183,21 +180,10 @@ def test_dataflow_workers_get_a_private_network_of_their_own(platform: Deploymen
     assert not any("sourceRanges" in rule.inputs for rule in rules)  # nothing open to any address range
 
 
-def test_dataflow_workers_role_is_googles_worker_role_without_cloud_storage(platform: Deployment) -> None:
-    role = platform.one("gcp:projects/iAMCustomRole:IAMCustomRole", title="Detector Dataflow worker")
-    # The role id ends in the network's id: a platform made again never reuses a deleted role id.
-    assert role.inputs["roleId"] == f"detectorDataflowWorker_platform_{NETWORK_ID}"
-    permissions = role.inputs["permissions"]
-    assert len(permissions) == len(set(permissions)) == 20 and not any("*" in p for p in permissions)
-    assert {"dataflow.workItems.lease", "dataflow.shuffle.read", "logging.logEntries.create"} <= set(permissions)
-    assert not any(p.startswith("storage.") for p in permissions)
-
-
 def test_tensorboard_off(platform_without_tensorboard: Deployment) -> None:
     types = {r.type for r in platform_without_tensorboard.resources}
     assert "gcp:vertex/aiTensorboard:AiTensorboard" not in types
-    assert not any("Tensorboard" in r.inputs["roleId"]
-                   for r in platform_without_tensorboard.of_type("gcp:projects/iAMCustomRole:IAMCustomRole"))
+    assert "gcp:projects/iAMCustomRole:IAMCustomRole" not in types
     assert platform_without_tensorboard.outputs["tensorboard"] == ""
     assert platform_without_tensorboard.outputs["tensorboardWriterRole"] == ""
     assert platform_without_tensorboard.outputs["tensorboardBlobStoragePrefix"] == ""
@@ -217,8 +203,7 @@ def test_cloud_build_account_can_be_configured() -> None:
 def test_two_platform_stacks_use_distinct_names() -> None:
     staging = deploy("staging", platform_config())
     assert staging.one(REPOSITORY).inputs["repositoryId"] == "detector-staging"
-    assert staging.one("gcp:projects/iAMCustomRole:IAMCustomRole", title="Detector TensorBoard writer").inputs[
-        "roleId"] == (
+    assert staging.one("gcp:projects/iAMCustomRole:IAMCustomRole").inputs["roleId"] == (
         f"detectorTensorboardWriter_staging_{TENSORBOARD_ID}"
     )
     assert staging.one("gcp:serviceaccount/account:Account").inputs["accountId"] == "detector-build-staging"
@@ -256,4 +241,4 @@ def test_a_second_pulumi_up_declares_the_same_resources(platform: Deployment) ->
     again = deploy("platform", platform_config())
     declared = {r.urn: r.inputs for r in platform.resources}
     assert {r.urn: r.inputs for r in again.resources} == declared
-    assert len(declared) == len(platform.resources) == 24
+    assert len(declared) == len(platform.resources) == 23

@@ -83,7 +83,7 @@ def test_every_recorded_resource_of_every_stack_passes_every_policy(
     for resource in resources:
         assert violations(resource.type, resource.inputs) == {}, resource.name
         checked += 1
-    assert checked == len(resources) == 24 + 22 + 14 + 19
+    assert checked == len(resources) == 23 + 21 + 13 + 18
     labelled = {r.type for r in resources if "labels" in r.inputs}
     assert labelled == {"gcp:storage/bucket:Bucket", "gcp:artifactregistry/repository:Repository",
                         "gcp:vertex/aiTensorboard:AiTensorboard"}
