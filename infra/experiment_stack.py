@@ -165,13 +165,19 @@ class Experiment(pulumi.ComponentResource):
             )
 
         # Dataflow workers of `data prepare --engine dataflow` run as an account of their own: the worker role on
-        # the project (what a worker VM needs to run its share of a job), and objects of this bucket only.
+        # the project (what a worker VM needs to run its share of a job), and objects of this bucket. The worker
+        # role holds storage.buckets.get, storage.objects.create and storage.objects.get ("Dataflow roles and
+        # permissions", IAM docs) and can only be granted on the project, so these workers can read objects of
+        # the project's other buckets by name and add new ones there (not list, replace or delete: no
+        # storage.objects.list or .delete). A custom role without that part is not an option: Dataflow checks
+        # before a job starts that the account holds "All permissions in IAM role roles/dataflow.worker"
+        # ("Troubleshoot Dataflow permissions").
         self.dataflow_account = gcp.serviceaccount.Account(
             f"{name}-dataflow",
             project=self.project,
             account_id=args.names.dataflow_account,
             display_name=f"Detector Dataflow workers of {args.names.stack}",
-            description=f"Runs the Dataflow workers of experiment {args.names.stack}; writes only its own bucket.",
+            description=f"Runs the Dataflow workers of experiment {args.names.stack}.",
             opts=child,
         )
         self.dataflow_worker = gcp.projects.IAMMember(

@@ -43,7 +43,7 @@ JOB_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")  # Dataflow job name
 POLL_S = 10.0  # between two looks at the job's state and counters
 CANCEL_WAIT_S = 300.0  # how long a cancelled job is waited for before its work prefix is removed anyway
 # The predefined roles that read objects (storage.objects.get), from "IAM roles for Cloud Storage"
-# (cloud.google.com/storage/docs/access-control/iam-roles); the workers hold none outside their stack's bucket.
+# (cloud.google.com/storage/docs/access-control/iam-roles): what a bucket of another project must grant the workers.
 OBJECT_READERS = frozenset({"roles/storage.admin", "roles/storage.objectAdmin", "roles/storage.objectUser",
                             "roles/storage.objectViewer", "roles/storage.legacyObjectOwner",
                             "roles/storage.legacyObjectReader"})
@@ -199,22 +199,26 @@ def default_job_name(experiment: str, at: datetime | None = None) -> str:
 
 
 def workers_may_read(plan: DataflowPlan, images: str) -> str | None:
-    """None when the job's workers may read the images, as far as their bucket's IAM policy shows; else why they may
-    not, with the grant that lets them. Their stack's bucket is theirs; another bucket's policy must give their account
-    (or everyone) a role that reads objects. A group's or a project's grant cannot be seen here, so this is a warning
-    for the confirmation, not a refusal."""
+    """None when the job's workers may read the images as far as can be seen from here; else why they may not, with
+    the grant that lets them. Their worker role reads every bucket of the stack's project (infra: experiment_stack);
+    a bucket of another project must give their account (or everyone) a role that reads objects in its IAM policy. A
+    group's or that project's grant cannot be seen here, so this is a warning for the confirmation, not a refusal."""
     from google.api_core.exceptions import Forbidden, NotFound, Unauthorized
 
     from jobs.dataset.gcs import client, split_uri
 
     bucket = split_uri(images)[0]
-    if bucket == plan.stack.bucket:
-        return None
+    storage = client()
+    try:
+        if storage.get_bucket(bucket).project_number == storage.get_bucket(plan.stack.bucket).project_number:
+            return None
+    except (Forbidden, Unauthorized, NotFound):
+        pass  # the bucket's project cannot be told (storage.buckets.get): its policy may still say
     member = f"serviceAccount:{plan.stack.dataflow_service_account}"
     grant = (f"gcloud storage buckets add-iam-policy-binding gs://{bucket} --member={member} "
              "--role=roles/storage.objectViewer")
     try:
-        policy = client().bucket(bucket).get_iam_policy(requested_policy_version=3)
+        policy = storage.bucket(bucket).get_iam_policy(requested_policy_version=3)
     except (Forbidden, Unauthorized, NotFound) as err:
         return (f"the workers' access to gs://{bucket} could not be checked ({err.message}; reading its IAM policy "
                 f"needs storage.buckets.getIamPolicy). Without a role that reads objects there, the job fails at its "
@@ -223,9 +227,9 @@ def workers_may_read(plan: DataflowPlan, images: str) -> str | None:
         if binding["role"] in OBJECT_READERS and not binding.get("condition") \
                 and ({member} | EVERYONE) & set(binding["members"]):
             return None
-    return (f"the IAM policy of gs://{bucket} gives the workers ({member.removeprefix('serviceAccount:')}) no role "
-            f"that reads objects: unless a group or a project role does, the job fails at its first image. "
-            f"Grant it: {grant}")
+    return (f"gs://{bucket} is not in the stack's project and its IAM policy gives the workers "
+            f"({member.removeprefix('serviceAccount:')}) no role that reads objects: unless a group or a role on its "
+            f"project does, the job fails at its first image. Grant it: {grant}")
 
 
 def worker_tag() -> str:

@@ -39,6 +39,7 @@ class FaultyProxy:
         self.faults: dict[str, list[str]] = {}
         self.forbidden: set[str] = set()  # objects whose downloads are answered 403, as without storage.objects.get
         self.forbidden_policies: set[str] = set()  # buckets whose IAM policy reads are answered 403
+        self.projects: dict[str, str] = {}  # bucket -> the project number its metadata reports (one project else)
         self.uploads: dict[str, int] = {}
         self.downloads: dict[str, int] = {}
         proxy = self
@@ -76,6 +77,10 @@ class FaultyProxy:
                 upstream_connection.request(self.command, self.path, body=body, headers=headers)
                 response = upstream_connection.getresponse()
                 data = response.read()
+                bucket = re.match(r".*/storage/v1/b/([^/?]+)(\?|$)", self.path)
+                if self.command == "GET" and bucket and bucket.group(1) in proxy.projects:
+                    data = re.sub(rb'"projectNumber": "\d+"', b'"projectNumber": "%s"'
+                                  % proxy.projects[bucket.group(1)].encode(), data)
                 self.send_response(response.status)
                 for key, value in response.getheaders():
                     if key.lower() not in {"content-length", "transfer-encoding", "connection"}:

@@ -108,15 +108,18 @@ def test_two_runs_started_in_the_same_second_get_jobs_and_work_folders_of_their_
     assert len(name) <= 63 and name.startswith("exp-a-very-long") and "-prepare-20261206-083000-" in name
 
 
-def test_the_workers_access_to_images_in_another_bucket_is_read_from_its_iam_policy(monkeypatch):
-    """The workers hold no Cloud Storage role outside their stack's bucket: the confirmation warns, with the grant."""
+def test_the_workers_access_to_images_in_another_project_is_read_from_its_bucket_policy(monkeypatch):
+    """The worker role reads every bucket of the stack's project; for a bucket of another project the confirmation
+    warns, with the grant, unless its IAM policy gives the workers a role that reads objects."""
     plan = DataflowPlan.make(STACK, f"gs://{BUCKET}/data/coco")
     images, worker = "gs://partner-photos/2026", f"serviceAccount:{WORKER}"
     with emulated_storage(monkeypatch) as (proxy, storage):
         other = storage.create_bucket("partner-photos")
         assert workers_may_read(plan, f"gs://{BUCKET}/photos") is None  # their own bucket
+        assert workers_may_read(plan, images) is None  # another bucket of the same project
+        proxy.projects["partner-photos"] = "999999999999"
         warning = workers_may_read(plan, images)
-        assert "gives the workers" in warning
+        assert "not in the stack's project" in warning
         assert (f"gcloud storage buckets add-iam-policy-binding gs://partner-photos --member={worker} "
                 "--role=roles/storage.objectViewer") in warning
 
@@ -126,7 +129,7 @@ def test_the_workers_access_to_images_in_another_bucket_is_read_from_its_iam_pol
             other.set_iam_policy(policy)
 
         grant("roles/storage.objectCreator")  # writing is not reading
-        assert "gives the workers" in workers_may_read(plan, images)
+        assert "not in the stack's project" in workers_may_read(plan, images)
         grant("roles/storage.objectViewer")
         assert workers_may_read(plan, images) is None
         proxy.forbidden_policies.add("partner-photos")
