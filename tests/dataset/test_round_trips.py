@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from engine_outputs import outcome
 from format_writers import (
     read_voc,
     write_coco,
@@ -121,3 +122,16 @@ def test_round_trip(fmt, sample, tmp_path):
             i[0] for i in items if i[3] == "test")
     else:
         assert set(splits) == {"train", "val"}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_beam_engine_writes_what_the_local_engine_writes(fmt, sample, tmp_path):
+    """Every format's sample through both engines: the same examples one by one, split, label map, ground truth,
+    findings and reconciliation line."""
+    labels, images, negatives = _write(fmt, tmp_path, sample)
+    given = CheckOptions(labels, images, val_fraction=0.25, seed=5, unlabeled_as_negatives=negatives)
+    prepare(PrepareOptions(given, tmp_path / "local", stats=False))
+    prepare(PrepareOptions(given, tmp_path / "beam", stats=False, engine="beam"))
+    expected = outcome(tmp_path / "local")
+    assert sum(len(examples) for examples in expected["examples"].values()) == len(sample[2])
+    assert outcome(tmp_path / "beam") == expected
