@@ -160,7 +160,10 @@ def test_outputs_are_everything_a_launch_needs(experiment: Deployment) -> None:
     assert experiment.outputs == launch.to_outputs() | {"platformStack": PLATFORM_STACK}
 
 
-def test_two_experiments_share_nothing_writable(experiment: Deployment, other_experiment: Deployment) -> None:
+def test_two_experiments_get_storage_roles_on_their_own_buckets_only(experiment: Deployment,
+                                                                     other_experiment: Deployment) -> None:
+    """Storage roles only: roles/dataflow.worker, granted on the project, also carries storage.objects.get and
+    .create on every bucket (infra/README.md, Security: the documented exception)."""
     first, second = experiment.outputs, other_experiment.outputs
     assert first["bucket"] != second["bucket"]
     assert first["jobServiceAccount"] != second["jobServiceAccount"]
