@@ -40,9 +40,9 @@ KIND = "export"  # the kind of output folder (jobs.io): an export replaces only 
 BOX_FORMAT = "normalized [ymin, xmin, ymax, xmax]"
 # Op types kept float in tflite-int8 (Model Garden's ``denylisted_ops``): those of the box arithmetic after TFLite's
 # detection post-processing (scale to pixels, normalize, clip: MUL, STRIDED_SLICE, CONCATENATION, MINIMUM, RELU).
-# Calibrated, that arithmetic takes its range from the boxes of every low-score detection, some tens of thousands of
-# pixels wide, and rounded every real box to 0 or 1 (a CI run: AP50 0.0 for a model at 0.99). The same op types in
-# the FPN (two MULs, one RELU) and the head's two concatenations stay float too: same size and speed here.
+# Calibrated, that arithmetic took its range from the boxes of every low-score detection, some tens of thousands of
+# pixels wide, and in some runs rounded every real box to 0 or 1 (a CI run: AP50 0.0 for a model at 0.99). The same
+# op types in the FPN (two MULs, one RELU) and the head's two concatenations stay float too: same size and speed.
 FLOAT_OPS = ("MUL", "STRIDED_SLICE", "CONCATENATION", "MINIMUM", "RELU")
 CALIBRATION_IMAGES = 200  # training images (augmented as in training) that set the int8 ranges
 
