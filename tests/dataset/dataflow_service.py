@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from google.cloud.dataflow_v1beta3 import JobState
+from json_server import JsonServer
 
 JOB_ID = "2030-01-01_00_00_00-1"
 CANCEL = (JobState.JOB_STATE_CANCELLED.value, "JOB_STATE_CANCELLED")  # the REST body's enums are numbers
 
 
-class FakeDataflow:
+class FakeDataflow(JsonServer):
     def __init__(self, run: bool = True, hold: str = "JOB_STATE_RUNNING", end: str | None = None):
         self.requests: list[tuple[str, str, dict]] = []
         self.state = "JOB_STATE_PENDING"
@@ -27,30 +27,13 @@ class FakeDataflow:
         self.metrics: list[dict] = []
         self.error: BaseException | None = None
         self.runner: threading.Thread | None = None
-        service = self
+        super().__init__()
+        self.endpoint = f"http://localhost:{self.httpd.server_address[1]}"
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _answer(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                request = json.loads(body) if body else {}
-                service.requests.append((self.command, self.path, request))
-                answer = service.answer(self.command, self.path.split("?")[0], request)
-                data = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_PUT = _answer
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.endpoint = f"http://localhost:{self.port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def handle(self, method: str, path: str, body: bytes):
+        request = json.loads(body) if body else {}
+        self.requests.append((method, path, request))
+        return 200, self.answer(method, path.split("?")[0], request), {}
 
     def answer(self, method: str, path: str, request: dict) -> dict:
         if path.endswith("/metrics"):
@@ -102,6 +85,3 @@ class FakeDataflow:
         except BaseException as err:  # the test reads it
             self.error = err
             self.state = "JOB_STATE_FAILED"
-
-    def close(self) -> None:
-        self.server.shutdown()

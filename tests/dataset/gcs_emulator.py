@@ -15,16 +15,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
 from gcp_storage_emulator.server import create_server
+from json_server import free_port
 
 from jobs.dataset import gcs
 
 BUCKET = "bucket"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class FaultyProxy:
@@ -101,7 +96,7 @@ class FaultyProxy:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _forward
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", _free_port()), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -114,7 +109,7 @@ class FaultyProxy:
 @contextmanager
 def emulated_storage(monkeypatch) -> Iterator[tuple[FaultyProxy, object]]:
     """An in-memory emulator with the bucket BUCKET, behind a FaultyProxy; yields (proxy, storage client)."""
-    emulator_port = _free_port()
+    emulator_port = free_port()
     emulator = create_server("127.0.0.1", emulator_port, in_memory=True, default_bucket=BUCKET)
     emulator.start()
     proxy = FaultyProxy(emulator_port)

@@ -22,62 +22,13 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
+from json_server import JsonServer, free_port
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class _Server:
-    """A threaded HTTP server calling ``self.handle(method, path, body) -> (status, dict, headers)``."""
-
-    def __init__(self):
-        owner = self
-        self.last_headers: dict[str, str] = {}
-
-        class Handler(BaseHTTPRequestHandler):
-            def _serve(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                owner.last_headers = {key.lower(): value for key, value in self.headers.items()}
-                status, payload, headers = owner.handle(self.command, self.path, body)
-                data = b"" if payload is None else json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-
-            do_GET = do_POST = do_HEAD = do_DELETE = do_PATCH = _serve
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def handle(self, method: str, path: str, body: bytes):
-        raise NotImplementedError
-
-
-class VertexServer(_Server):
+class VertexServer(JsonServer):
     def __init__(self):
         self.jobs: dict[str, dict] = {}
         self.requests: list[tuple[str, str, dict]] = []
@@ -113,7 +64,7 @@ class VertexServer(_Server):
 PREDICT_PAYLOAD_LIMIT = 1_500_000  # "currently, 1.5MB": gcloud ai endpoints predict reference
 
 
-class PredictionServer(_Server):
+class PredictionServer(JsonServer):
     """Models and endpoints of one location, kept as the REST JSON Vertex AI answers with."""
 
     def __init__(self, polls: int = 0):
@@ -258,7 +209,7 @@ class PredictionServer(_Server):
         return 404, {"error": {"code": 404, "message": f"{name} not found", "status": "NOT_FOUND"}}, {}
 
 
-class RegistryServer(_Server):
+class RegistryServer(JsonServer):
     def __init__(self):
         self.tags: set[str] = set()  # "PATH:TAG" below the host
         self.heads = 0
@@ -275,7 +226,7 @@ class RegistryServer(_Server):
         self.tags.add(image_ref.split("/", 1)[1])
 
 
-class CloudBuildServer(_Server):
+class CloudBuildServer(JsonServer):
     def __init__(self, registry: RegistryServer):
         self.registry = registry
         self.builds: dict[str, dict] = {}
@@ -300,7 +251,7 @@ class CloudBuildServer(_Server):
         return 404, {"error": {"code": 404, "message": "not found"}}, {}
 
 
-class TokenServer(_Server):
+class TokenServer(JsonServer):
     """The OAuth 2.0 token endpoint a service account key names: any signed assertion gets a token."""
 
     token = "local-access-token"
@@ -325,7 +276,7 @@ def service_account_key(path, email: str, token_uri: str) -> str:
     return str(path)
 
 
-class PermissionsServer(_Server):
+class PermissionsServer(JsonServer):
     """``POST /vN/RESOURCE:testIamPermissions``: the asked permissions that ``granted[RESOURCE]`` holds; 404 for a
     resource it does not know. Requests without the bearer token are refused (401)."""
 
@@ -347,7 +298,7 @@ class PermissionsServer(_Server):
         return 200, {"permissions": [p for p in asked if p in self.granted[resource]]}, {}
 
 
-class ServiceUsageServer(_Server):
+class ServiceUsageServer(JsonServer):
     """``GET /v1/projects/P/services:batchGet?names=…``: each named service, ENABLED when in ``enabled``;
     ``GET /v1beta1/projects/P/services/S/consumerQuotaMetrics/S%2FMETRIC``: a ConsumerQuotaMetric whose one limit
     has a global bucket (``effectiveLimit`` 0) and a bucket per region of ``quotas[METRIC]`` (404 for a metric

@@ -7,23 +7,17 @@ import base64
 import hashlib
 import io
 import json
-import socket
 import tarfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from json_server import free_port
 
 from jobs.runtime.checkpoint_cache import CheckpointUnavailable, cached_folder, fetch
 
 BUCKET = "models"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Storage:
@@ -32,7 +26,7 @@ class Storage:
     def __init__(self, monkeypatch):
         from gcp_storage_emulator.server import create_server
 
-        self.port = _free_port()
+        self.port = free_port()
         self.server = create_server("127.0.0.1", self.port, in_memory=True, default_bucket=BUCKET)
         self.server.start()
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{self.port}")
